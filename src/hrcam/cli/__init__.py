@@ -1,0 +1,59 @@
+"""The ``hrcam`` command line: one module per command group, parsing only.
+
+Each module listed in :data:`COMMAND_MODULES` exposes ``register(subparsers)``, which adds its
+sub-command(s) and sets ``func`` on the parser it creates. ``func(args)`` returns an exit code.
+Errors a user can fix are raised as :class:`hrcam.errors.UserError` and printed as one line
+(exit code 2, no traceback).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from hrcam.errors import UserError
+
+COMMAND_MODULES = [
+    # one line per command-group module; each adds its own line when it lands
+]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse prints usage + error and exits 2; keep that, it is one short message."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="hrcam",
+        description=(
+            "High-resolution class activation maps: train HR-CAM models (HalfModel -> FullModel), "
+            "refine their maps with the post-processing pipeline, and measure any map's "
+            "localization and faithfulness."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    from hrcam import __version__
+
+    parser.add_argument("--version", action="version", version=f"hrcam {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as err:
+        print(f"hrcam: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hrcam: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

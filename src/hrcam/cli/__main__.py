@@ -1,0 +1,5 @@
+import sys
+
+from hrcam.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Data: image folders, input conversion, augmentation, the Animals subset and the demo set."""

@@ -1,0 +1,73 @@
+"""The contract every CAM-producing network in hrcam meets.
+
+A CAM network classifies with global average pooling + one linear layer, so its class maps are
+linear in a feature map ``A``:
+
+    cam[c](i, j) = Σ_k W[c, k] · A[k, i, j]
+
+(no bias, no softmax). HR-CAM networks expose two such pairs: ``(W_low, A_low)`` at the
+classifier's resolution and ``(W_high, A_high)`` at input resolution. For the FC-DenseNet both
+weights are the classifier's ``W``; a pretrained backbone with a rank-r head factorization uses
+``W_high = U`` (K×r) instead.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class MapOutputs:
+    """What one forward pass of a CAM network yields."""
+
+    logits: torch.Tensor  #: N×K
+    low_features: torch.Tensor  #: N×C_low×h×w (A_low)
+    high_features: torch.Tensor | None = None  #: N×C_high×H×W (A_high), None for half networks
+
+
+class CAMNetwork(nn.Module):
+    """Base class: subclasses implement :meth:`forward_maps` and :attr:`low_weight`."""
+
+    #: True when :meth:`forward_maps` can return ``high_features``.
+    has_high_res: bool = False
+
+    def forward_maps(self, x: torch.Tensor, high: bool = False) -> MapOutputs:  # pragma: no cover
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_maps(x, high=False).logits
+
+    @property
+    def low_weight(self) -> torch.Tensor:  # pragma: no cover - abstract
+        """``W`` (K×C_low) that turns ``A_low`` into class maps."""
+        raise NotImplementedError
+
+    @property
+    def high_weight(self) -> torch.Tensor:
+        """``W_high`` (K×C_high) that turns ``A_high`` into class maps (default: ``low_weight``)."""
+        return self.low_weight
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.low_weight.shape[0])
+
+
+def class_maps(weight: torch.Tensor, features: torch.Tensor, classes=None) -> torch.Tensor:
+    """Class activation maps from one forward pass.
+
+    ``weight`` K×C, ``features`` N×C×H×W. With ``classes=None`` returns all classes, N×K×H×W
+    (one einsum, ``maps[n,c] = Σ_k W[c,k] A[n,k]``). With ``classes`` (a LongTensor of N class
+    indices) returns N×H×W, the map of each image's own class, without computing the others.
+    """
+    if classes is None:
+        return torch.einsum("kc,nchw->nkhw", weight, features)
+    classes = torch.as_tensor(classes, device=features.device, dtype=torch.long).reshape(-1)
+    if classes.numel() == 1 and features.shape[0] != 1:
+        classes = classes.expand(features.shape[0])
+    if classes.numel() != features.shape[0]:
+        raise ValueError(f"got {classes.numel()} classes for {features.shape[0]} images")
+    if (classes < 0).any() or (classes >= weight.shape[0]).any():
+        raise ValueError(f"class index out of range 0..{weight.shape[0] - 1}")
+    return torch.einsum("nc,nchw->nhw", weight[classes], features)
