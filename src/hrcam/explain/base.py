@@ -1,0 +1,113 @@
+"""One interface for every explanation method (torchcam-style).
+
+The base class owns input conversion, target selection, hook bookkeeping, upsampling to the
+input size and normalization; a method overrides one thing, :meth:`Explainer.raw_maps`.
+
+    maps, logits = explainer(x, targets=None)
+
+- ``x``: anything :func:`hrcam.data.transforms.as_batch` accepts (torch N×C×H×W in [0,1] is the
+  fast path; it is moved to the model's device);
+- ``targets``: None (each image's predicted class), an int (same class for all images) or one
+  class per image;
+- ``maps``: float32 N×H×W at input resolution, each map min-max normalized to [0, 1]
+  (``norm(a) = (a - min a) / (max a - min a)``, a constant map becomes all zeros, never NaN);
+- ``logits``: N×K, the model's logits for the (unmodified) input.
+
+Explainers that register hooks release them in :meth:`close`; use them as context managers.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hrcam.data.transforms import as_batch
+
+
+def normalize_maps(maps: torch.Tensor) -> torch.Tensor:
+    """Per-map min-max normalization of an N×H×W tensor; constant maps become zeros.
+
+    NaN/inf values are left in place (so callers can count and exclude such maps).
+    """
+    flat = maps.reshape(maps.shape[0], -1)
+    lo = flat.amin(dim=1, keepdim=True)
+    hi = flat.amax(dim=1, keepdim=True)
+    span = hi - lo
+    safe = torch.where(span > 0, span, torch.ones_like(span))
+    out = torch.where(span > 0, (flat - lo) / safe, torch.zeros_like(flat))
+    return out.reshape(maps.shape)
+
+
+def resolve_targets(targets, logits: torch.Tensor) -> torch.Tensor:
+    """Targets as a LongTensor of N class indices (None → argmax of ``logits``)."""
+    n, k = logits.shape
+    if targets is None:
+        return logits.argmax(dim=1)
+    t = torch.as_tensor(targets, dtype=torch.long, device=logits.device).reshape(-1)
+    if t.numel() == 1:
+        t = t.expand(n)
+    if t.numel() != n:
+        raise ValueError(f"targets: got {t.numel()} classes for {n} images")
+    if (t < 0).any() or (t >= k).any():
+        raise ValueError(f"targets: class index out of range 0..{k - 1}")
+    return t.clone()
+
+
+class Explainer:
+    """Base class. Subclasses implement :meth:`raw_maps` (and may register hooks)."""
+
+    #: short name used in tables and on the command line
+    name: str = "explainer"
+
+    def __init__(self, model: nn.Module, device: torch.device | str | None = None):
+        self.model = model
+        if device is None:
+            try:
+                device = next(model.parameters()).device
+            except StopIteration:
+                device = torch.device("cpu")
+        self.device = torch.device(device)
+        self._hooks: list = []
+
+    # -- the one thing a method overrides -------------------------------------------------
+    def raw_maps(self, x: torch.Tensor, targets) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Return ``(maps N×h×w at any resolution, logits N×K, targets N)`` for input ``x``.
+
+        ``targets`` is the user's argument (None, int, or sequence): resolve it with
+        :func:`resolve_targets` against the logits of the same forward pass.
+        """
+        raise NotImplementedError
+
+    # -- shared machinery -------------------------------------------------------------------
+    def __call__(self, x, targets=None) -> tuple[torch.Tensor, torch.Tensor]:
+        batch, _ = as_batch(x)
+        batch = batch.to(self.device)
+        maps, logits, _ = self.raw_maps(batch, targets)
+        maps = self.upsample(maps.float(), batch.shape[-2:])
+        return normalize_maps(maps), logits.detach()
+
+    @staticmethod
+    def upsample(maps: torch.Tensor, size) -> torch.Tensor:
+        """Bilinear resize of N×h×w maps to ``size`` (no-op when already there)."""
+        if tuple(maps.shape[-2:]) == tuple(size):
+            return maps
+        return F.interpolate(maps[:, None], size=tuple(size), mode="bilinear", align_corners=False)[:, 0]
+
+    def register_forward_hook(self, module: nn.Module, fn) -> None:
+        self._hooks.append(module.register_forward_hook(fn))
+
+    def close(self) -> None:
+        """Remove every hook this explainer registered."""
+        for h in self._hooks:
+            h.remove()
+        self._hooks.clear()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(model={type(self.model).__name__})"
