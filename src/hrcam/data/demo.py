@@ -1,0 +1,270 @@
+"""Built-in demo data: "digits on textures" (DESIGN §7), with exact localization ground truth.
+
+Each sample is a real handwritten digit from scikit-learn's bundled digits set (1,797 images of
+8×8 pixels, values 0..16, 10 classes), upscaled smoothly (bicubic) to a random size of
+``digit_scale`` (default 35–70 %) of the image side, turned into a soft alpha mask and
+alpha-composited at a random place onto a random, randomly tinted crop of one of scikit-image's
+bundled grayscale texture photos (``brick``, ``grass``, ``gravel``). The digit's colour is drawn
+at random until its luminance differs from the mean luminance of the background under it by at
+least ``min_contrast`` (so the digit stays visible). Nothing is downloaded.
+
+Ground truth: the class is the digit; the mask is ``alpha > 0.5``; the box is the mask's tight
+bounding box ``[x0, y0, x1, y1]`` in pixel coordinates, x0/y0 inclusive and x1/y1 exclusive
+(so ``x1 - x0`` is the box width). The digit images are split once (seeded) into a train pool and
+a disjoint test pool, so test samples show handwriting the classifier never saw.
+
+Layout written by :func:`build_demo_dataset` (the user-data layout of DESIGN §7 plus ground truth)::
+
+    out/train/<digit>/NNNNN.png        RGB images, size × size
+    out/test/<digit>/NNNNN.png
+    out/masks/<split>/<digit>/NNNNN.png  8-bit masks, 255 = digit (alpha > 0.5), 0 = background
+    out/annotations.json               {"train/3/00012.png": {"label": 3, "boxes": [[x0, y0, x1, y1]],
+                                                               "mask": "masks/train/3/00012.png"}, ...}
+    out/demo_info.json                 the generator's parameters and counts
+
+Same parameters and seed → byte-identical files.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+__all__ = [
+    "TEXTURES",
+    "DemoSample",
+    "DIGIT_CLASSES",
+    "load_digit_pools",
+    "make_sample",
+    "build_demo_dataset",
+    "demo_dataset_exists",
+]
+
+TEXTURES = ("brick", "grass", "gravel")
+DIGIT_CLASSES = tuple(str(d) for d in range(10))
+FORMAT_VERSION = 1
+# Rec. 601 luma weights: the "luminance" whose contrast keeps the digit visible.
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class DemoSample:
+    """One generated sample: ``image`` uint8 H×W×3, ``mask`` bool H×W, ``box`` [x0, y0, x1, y1]."""
+
+    image: np.ndarray
+    mask: np.ndarray
+    box: tuple[int, int, int, int]
+    label: int
+
+
+@lru_cache(maxsize=1)
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    return data.images.astype(np.float64) / 16.0, data.target.astype(np.int64)
+
+
+@lru_cache(maxsize=1)
+def _textures() -> tuple[np.ndarray, ...]:
+    import skimage.data
+
+    return tuple(getattr(skimage.data, name)().astype(np.float64) / 255.0 for name in TEXTURES)
+
+
+def load_digit_pools(seed: int = 0, test_fraction: float = 0.25) -> dict[str, np.ndarray]:
+    """Indices into scikit-learn's digits, split (seeded, stratified by class) into disjoint pools.
+
+    Returns ``{"train": idx, "test": idx}``; ``test_fraction`` of each class goes to ``test``.
+    """
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    _, targets = _digits()
+    rng = np.random.default_rng([seed, 7919])
+    train, test = [], []
+    for digit in range(10):
+        idx = np.flatnonzero(targets == digit)
+        idx = idx[rng.permutation(len(idx))]
+        n_test = int(round(test_fraction * len(idx)))
+        test.append(idx[:n_test])
+        train.append(idx[n_test:])
+    return {"train": np.sort(np.concatenate(train)), "test": np.sort(np.concatenate(test))}
+
+
+def _resize(a: np.ndarray, size: tuple[int, int], resample: int) -> np.ndarray:
+    """Resize a float 2-D array to ``size = (height, width)`` with PIL (deterministic)."""
+    img = Image.fromarray(np.ascontiguousarray(a, dtype=np.float32))  # mode "F"
+    return np.asarray(img.resize((size[1], size[0]), resample=resample), dtype=np.float64)
+
+
+def _random_colour(rng: np.random.Generator) -> np.ndarray:
+    return rng.uniform(0.0, 1.0, size=3)
+
+
+def _textured_background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A random crop of a random texture photo, resized to size×size, colourized with two random
+    colours: ``bg = c0 + (c1 - c0) · g`` where ``g`` is the contrast-stretched gray crop."""
+    textures = _textures()
+    tex = textures[int(rng.integers(len(textures)))]
+    side = int(rng.integers(min(96, tex.shape[0]), min(320, tex.shape[0]) + 1))
+    y = int(rng.integers(0, tex.shape[0] - side + 1))
+    x = int(rng.integers(0, tex.shape[1] - side + 1))
+    crop = tex[y : y + side, x : x + side]
+    if rng.random() < 0.5:
+        crop = crop.T
+    g = _resize(crop, (size, size), Image.BILINEAR)
+    lo, hi = np.percentile(g, [1, 99])
+    g = np.clip((g - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
+    c0, c1 = _random_colour(rng), _random_colour(rng)
+    return c0 + (c1 - c0) * g[..., None]
+
+
+def make_sample(
+    rng: np.random.Generator,
+    digit_index: int,
+    size: int = 64,
+    digit_scale: tuple[float, float] = (0.35, 0.70),
+    min_contrast: float = 0.3,
+) -> DemoSample:
+    """Compose one digit (``digit_index`` into scikit-learn's digits) on a random texture.
+
+    Alpha mask: the bicubic-upscaled digit intensity ``v`` ∈ [0, 1] mapped by
+    ``alpha = clip((v - 0.35) / 0.3, 0, 1)`` (soft edge, ``alpha > 0.5`` ⇔ ``v > 0.5``).
+    Image: ``alpha · colour + (1 - alpha) · background``, rounded to uint8.
+    """
+    if size < 16:
+        raise ValueError(f"size must be at least 16 pixels, got {size}")
+    lo, hi = digit_scale
+    if not 0.0 < lo <= hi <= 1.0:
+        raise ValueError(f"digit_scale must satisfy 0 < low <= high <= 1, got {digit_scale}")
+    images, targets = _digits()
+    glyph = images[digit_index]
+    label = int(targets[digit_index])
+
+    background = _textured_background(rng, size)
+    side = int(round(rng.uniform(lo, hi) * size))
+    side = max(8, min(side, size))
+    # Slight random aspect change (±15 %) so digits are not all square.
+    aspect = rng.uniform(0.85, 1.15)
+    height = max(8, min(size, int(round(side * aspect))))
+    width = max(8, min(size, int(round(side / aspect))))
+    v = np.clip(_resize(glyph, (height, width), Image.BICUBIC), 0.0, 1.0)
+    alpha_patch = np.clip((v - 0.35) / 0.3, 0.0, 1.0)
+    y0 = int(rng.integers(0, size - height + 1))
+    x0 = int(rng.integers(0, size - width + 1))
+    alpha = np.zeros((size, size), dtype=np.float64)
+    alpha[y0 : y0 + height, x0 : x0 + width] = alpha_patch
+    mask = alpha > 0.5
+
+    bg_luma = float((background[mask] @ _LUMA).mean()) if mask.any() else 0.5
+    colour = None
+    for _ in range(100):
+        candidate = _random_colour(rng)
+        if abs(float(candidate @ _LUMA) - bg_luma) >= min_contrast:
+            colour = candidate
+            break
+    if colour is None:  # fall back to black or white, whichever stands out more
+        colour = np.zeros(3) if bg_luma > 0.5 else np.ones(3)
+    image = alpha[..., None] * colour + (1.0 - alpha[..., None]) * background
+    image = np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
+
+    ys, xs = np.nonzero(mask)
+    if len(ys) == 0:  # cannot happen for the bundled digits at >= 8 px, kept for safety
+        box = (0, 0, 0, 0)
+    else:
+        box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+    return DemoSample(image=image, mask=mask, box=box, label=label)
+
+
+def _info(size: int, train: int, test: int, seed: int) -> dict:
+    return {
+        "format": "hrcam-demo",
+        "version": FORMAT_VERSION,
+        "size": size,
+        "train": train,
+        "test": test,
+        "seed": seed,
+        "classes": list(DIGIT_CLASSES),
+        "box_format": "[x0, y0, x1, y1] pixels; x0, y0 inclusive, x1, y1 exclusive",
+        "mask_rule": "alpha > 0.5 (255 in the mask PNG)",
+        "textures": list(TEXTURES),
+    }
+
+
+def demo_dataset_exists(out, size: int | None = None, train: int | None = None,
+                        test: int | None = None, seed: int | None = None) -> bool:
+    """True when ``out`` holds a complete demo set (``demo_info.json`` written last) whose
+    parameters match the ones given (``None`` = any)."""
+    info_path = Path(out) / "demo_info.json"
+    if not info_path.is_file() or not (Path(out) / "annotations.json").is_file():
+        return False
+    try:
+        info = json.loads(info_path.read_text())
+    except (OSError, ValueError):
+        return False
+    wanted = {"size": size, "train": train, "test": test, "seed": seed, "version": FORMAT_VERSION}
+    return all(v is None or info.get(k) == v for k, v in wanted.items())
+
+
+def build_demo_dataset(
+    out,
+    size: int = 64,
+    train: int = 2000,
+    test: int = 500,
+    seed: int = 0,
+    progress: bool = True,
+    overwrite: bool = True,
+) -> Path:
+    """Write the demo set to ``out`` (layout in the module docstring) and return ``out``.
+
+    Sample ``i`` of a split is drawn from its own generator ``default_rng([seed, split, i])``,
+    its class is ``i mod 10`` and its digit cycles through that class's shuffled pool, so the result depends only on the
+    arguments. Existing ``train/``, ``test/`` and ``masks/`` folders under ``out`` are replaced
+    (``overwrite=False`` raises ``ValueError`` instead).
+    """
+    from tqdm.auto import tqdm
+
+    for name, value, low in (("size", size, 16), ("train", train, 1), ("test", test, 1)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    out = Path(out)
+    owned = [out / "train", out / "test", out / "masks", out / "annotations.json",
+             out / "demo_info.json"]
+    if any(p.exists() for p in owned):
+        if not overwrite:
+            raise ValueError(f"out already holds a data set: {out}")
+        for p in owned:
+            if p.is_dir():
+                shutil.rmtree(p)
+            elif p.exists():
+                p.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+
+    pools = load_digit_pools(seed)
+    _, targets = _digits()
+    annotations: dict[str, dict] = {}
+    for split_id, (split, count) in enumerate((("train", train), ("test", test))):
+        # Sample i shows digit class i mod 10 (balanced classes, all present once count >= 10);
+        # the class's examples are used in a seeded shuffled order, cycling when exhausted.
+        order_rng = np.random.default_rng([seed, split_id, 104729])
+        pool = pools[split]
+        by_class = [pool[targets[pool] == d] for d in range(10)]
+        by_class = [idx[order_rng.permutation(len(idx))] for idx in by_class]
+        for i in tqdm(range(count), desc=f"demo data ({split})", disable=not progress, leave=False):
+            rng = np.random.default_rng([seed, split_id, i])
+            idx = by_class[i % 10]
+            sample = make_sample(rng, int(idx[(i // 10) % len(idx)]), size=size)
+            rel = f"{split}/{sample.label}/{i:05d}.png"
+            mask_rel = f"masks/{split}/{sample.label}/{i:05d}.png"
+            for path, array in ((rel, sample.image), (mask_rel, sample.mask.astype(np.uint8) * 255)):
+                (out / path).parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(array).save(out / path, format="PNG")
+            annotations[rel] = {"label": sample.label, "boxes": [list(sample.box)], "mask": mask_rel}
+    (out / "annotations.json").write_text(json.dumps(annotations, indent=1, sort_keys=True))
+    (out / "demo_info.json").write_text(json.dumps(_info(size, train, test, seed), indent=1))
+    return out
