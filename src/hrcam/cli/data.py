@@ -79,9 +79,45 @@ def run_animals(args) -> int:
     return 0
 
 
+def add_demo(subparsers) -> None:
+    """Register ``hrcam data demo``."""
+    p = subparsers.add_parser(
+        "demo",
+        help="write the built-in 'digits on textures' demo set (no download) with masks and boxes",
+        description=(
+            "Write the demo data set: scikit-learn's handwritten digits composited at random "
+            "places, sizes and colours onto crops of scikit-image's texture photos, in the "
+            "class-folder layout OUT/train/<digit>/, OUT/test/<digit>/, plus ground-truth masks "
+            "(OUT/masks/<split>/<digit>/) and OUT/annotations.json (boxes [x0, y0, x1, y1], "
+            "end-exclusive pixels). The same --seed gives byte-identical files."
+        ),
+    )
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (its demo files are replaced)")
+    p.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
+    p.add_argument("--train", type=int, default=2000, help="number of training images (default 2000)")
+    p.add_argument("--test", type=int, default=500, help="number of test images (default 500)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+    p.set_defaults(func=run_demo)
+
+
+def run_demo(args) -> int:
+    from hrcam.data.demo import build_demo_dataset
+    from hrcam.errors import UserError
+
+    try:
+        out = build_demo_dataset(args.out, size=args.size, train=args.train, test=args.test,
+                                 seed=args.seed, progress=args.progress)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    print(f"wrote the demo set to {out}: {args.train} train / {args.test} test images, "
+          f"{args.size}x{args.size} px, seed {args.seed}")
+    return 0
+
+
 # --- more sub-commands go here: write add_<name>(subparsers) + run_<name>(args) above and
 # --- append add_<name> to SUBCOMMANDS (e.g. the demo data set's ``hrcam data demo``).
-SUBCOMMANDS = [add_animals]
+SUBCOMMANDS = [add_animals, add_demo]
 
 
 def register(subparsers) -> None:
@@ -97,4 +133,4 @@ def register(subparsers) -> None:
         add(sub)
 
 
-__all__ = ["register", "SUBCOMMANDS", "add_animals", "run_animals"]
+__all__ = ["register", "SUBCOMMANDS", "add_animals", "run_animals", "add_demo", "run_demo"]
