@@ -1,4 +1,9 @@
-"""Explainers: every method answers ``maps, logits = explainer(x, targets=None)``."""
-from hrcam.explain.base import Explainer, normalize_maps
+"""Explainers: every method answers ``maps, logits = explainer(x, targets=None)``.
 
-__all__ = ["Explainer", "normalize_maps"]
+Build one by name with :func:`create` (``cam, hrcam, refined, gradcam, gradcampp, scorecam`` and
+whatever other modules register); method modules are imported on first use.
+"""
+from hrcam.explain.base import Explainer, Explanation, normalize_maps
+from hrcam.explain.registry import available, create, register
+
+__all__ = ["Explainer", "Explanation", "normalize_maps", "available", "create", "register"]

@@ -17,6 +17,8 @@ Explainers that register hooks release them in :meth:`close`; use them as contex
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -53,6 +55,16 @@ def resolve_targets(targets, logits: torch.Tensor) -> torch.Tensor:
     return t.clone()
 
 
+@dataclass
+class Explanation:
+    """Everything one explainer call knows (see :meth:`Explainer.explain`)."""
+
+    maps: torch.Tensor  #: N×H×W at input resolution, min-max normalized to [0, 1]
+    raw: torch.Tensor  #: N×H×W at input resolution, before normalization (NaN/inf kept)
+    logits: torch.Tensor  #: N×K logits of the unmodified input
+    targets: torch.Tensor  #: N explained class indices
+
+
 class Explainer:
     """Base class. Subclasses implement :meth:`raw_maps` (and may register hooks)."""
 
@@ -80,11 +92,20 @@ class Explainer:
 
     # -- shared machinery -------------------------------------------------------------------
     def __call__(self, x, targets=None) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.explain(x, targets)
+        return out.maps, out.logits
+
+    def explain(self, x, targets=None) -> Explanation:
+        """Like ``__call__`` but also returns the unnormalized maps and the resolved targets.
+
+        The raw maps let metrics tell a constant map from an all-zero one (normalization turns
+        both into zeros).
+        """
         batch, _ = as_batch(x)
         batch = batch.to(self.device)
-        maps, logits, _ = self.raw_maps(batch, targets)
-        maps = self.upsample(maps.float(), batch.shape[-2:])
-        return normalize_maps(maps), logits.detach()
+        maps, logits, resolved = self.raw_maps(batch, targets)
+        raw = self.upsample(maps.detach().float(), batch.shape[-2:])
+        return Explanation(normalize_maps(raw), raw, logits.detach(), resolved.detach())
 
     @staticmethod
     def upsample(maps: torch.Tensor, size) -> torch.Tensor:
