@@ -23,6 +23,9 @@ _BUILTINS: dict[str, str] = {
     "gradcam": "hrcam.explain.gradcam:GradCAMExplainer",
     "gradcampp": "hrcam.explain.gradcam:GradCAMPlusPlusExplainer",
     "scorecam": "hrcam.explain.gradcam:ScoreCAMExplainer",
+    "camnet": "hrcam.explain.camnet:CAMNetExplainer",
+    "lcam": "hrcam.explain.lcam:LCAMExplainer",
+    "casm": "hrcam.explain.casm:CASMExplainer",
 }
 
 _REGISTRY: dict[str, Factory] = dict(_BUILTINS)
