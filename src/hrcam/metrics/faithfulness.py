@@ -188,7 +188,9 @@ def inpaint_telea(images: torch.Tensor, remove: torch.Tensor, radius: int = 3) -
 
     ``images`` N×C×H×W in [0, 1] (any C: 1 and 3 channels are inpainted together, others channel
     by channel); OpenCV works on 8-bit images, so the filled pixels are multiples of 1/255 and the
-    kept pixels are the original values.
+    kept pixels are the original values. (8-bit on purpose: OpenCV 5.0's Telea on float32 images
+    returns values far outside the data range; on 8-bit data a flat hole comes back flat within a
+    few grey levels, see opencv/opencv#25404.)
     """
     import cv2
 
