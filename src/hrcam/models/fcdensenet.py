@@ -1,0 +1,188 @@
+"""FC-DenseNet ("Tiramisu") building blocks, as HR-CAM uses them (DESIGN §3).
+
+Defaults are the seed's: 4 dense blocks down, 4 layers per block, growth rate 16, 48 initial
+filters, no compression, max-pool transitions, transposed-conv upsampling, and an extra
+("early") transition at each end. Convolutions are He-normal initialised and bias-free unless
+stated; batch norm uses eps 1.1e-5.
+
+With S the input side and the defaults, channels and resolutions are::
+
+    stem 3×3 conv            48 @ S
+    early transition down    48 @ S/2
+    block 1 .. 4  (skips)   112 @ S/2, 176 @ S/4, 240 @ S/8, 304 @ S/16
+    bottleneck (new maps)    64 @ S/32
+    decoder stage 1..4       up 64 → concat skip → block → 64 new maps, at S/16 .. S/2
+    final transition up      16 @ S   (applied to all of stage 4: 64 + 112 + 64 = 240 ch)
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+BN_EPS = 1.1e-5
+
+
+@dataclass(frozen=True)
+class FCDenseNetConfig:
+    """Hyper-parameters of the FC-DenseNet (defaults: the seed's)."""
+
+    in_channels: int = 3
+    init_filters: int = 48
+    growth_rate: int = 16
+    layers_per_block: int = 4
+    num_blocks: int = 4
+    aux_channels: int = 16
+    up_filters: int = 64
+
+    def __post_init__(self):
+        for name in ("in_channels", "init_filters", "growth_rate", "layers_per_block", "num_blocks",
+                     "aux_channels", "up_filters"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+
+    @property
+    def downsampling(self) -> int:
+        """Total stride down to the bottleneck: the input side must be a multiple of it."""
+        return 2 ** (self.num_blocks + 1)
+
+    @property
+    def low_res_stride(self) -> int:
+        """Input side / A_low side (16 with the defaults: 14×14 at 224)."""
+        return 2 ** self.num_blocks
+
+    @property
+    def block_new_channels(self) -> int:
+        return self.layers_per_block * self.growth_rate
+
+    def skip_channels(self) -> list[int]:
+        """Channels of the encoder skips, from S/2 down to S/2**num_blocks."""
+        c = self.init_filters
+        out = []
+        for _ in range(self.num_blocks):
+            c += self.block_new_channels
+            out.append(c)
+        return out
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def check_size(self, h: int, w: int) -> None:
+        d = self.downsampling
+        if h % d or w % d:
+            raise ValueError(f"image size {h}×{w} must be a multiple of {d} for this network")
+
+
+def he_init(module: nn.Module) -> None:
+    """He-normal weights for every (transposed) convolution, zero biases."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+def bn_relu_conv(in_ch: int, out_ch: int, kernel: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.BatchNorm2d(in_ch, eps=BN_EPS),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(in_ch, out_ch, kernel, padding=kernel // 2, bias=False),
+    )
+
+
+class DenseBlock(nn.Module):
+    """``layers`` × (BN, ReLU, 3×3 conv → growth); each output is concatenated onto the input.
+
+    Returns ``(full, new)``: the block input with all new maps appended, and the new maps alone.
+    """
+
+    def __init__(self, in_channels: int, growth_rate: int, layers: int):
+        super().__init__()
+        self.layers = nn.ModuleList(
+            bn_relu_conv(in_channels + i * growth_rate, growth_rate, 3) for i in range(layers)
+        )
+        self.out_channels = in_channels + layers * growth_rate
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        new = []
+        for layer in self.layers:
+            y = layer(x)
+            new.append(y)
+            x = torch.cat([x, y], dim=1)
+        return x, torch.cat(new, dim=1)
+
+
+class TransitionDown(nn.Sequential):
+    """BN, ReLU, 1×1 conv (same channels), 2×2 max-pool."""
+
+    def __init__(self, channels: int):
+        super().__init__(
+            nn.BatchNorm2d(channels, eps=BN_EPS),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(channels, channels, 1, bias=False),
+            nn.MaxPool2d(2),
+        )
+
+
+class TransitionUp(nn.Sequential):
+    """3×3 transposed conv, stride 2 (doubles the side exactly), with bias, then ReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__(
+            nn.ConvTranspose2d(in_channels, out_channels, 3, stride=2, padding=1, output_padding=1, bias=True),
+            nn.ReLU(inplace=True),
+        )
+
+
+class Encoder(nn.Module):
+    """Stem, early transition down, the dense blocks down, and the bottleneck block.
+
+    ``forward`` returns ``(skips, bottleneck_new)``; skips are ordered from the highest
+    resolution (S/2) to the lowest (S/2**num_blocks).
+    """
+
+    def __init__(self, cfg: FCDenseNetConfig):
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(cfg.in_channels, cfg.init_filters, 3, padding=1, bias=False),
+            nn.BatchNorm2d(cfg.init_filters, eps=BN_EPS),
+            nn.ReLU(inplace=True),
+        )
+        self.early_down = TransitionDown(cfg.init_filters)
+        blocks, downs = [], []
+        c = cfg.init_filters
+        for _ in range(cfg.num_blocks):
+            block = DenseBlock(c, cfg.growth_rate, cfg.layers_per_block)
+            c = block.out_channels
+            blocks.append(block)
+            downs.append(TransitionDown(c))
+        self.blocks = nn.ModuleList(blocks)
+        self.downs = nn.ModuleList(downs)
+        self.bottleneck = DenseBlock(c, cfg.growth_rate, cfg.layers_per_block)
+
+    def forward(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        x = self.early_down(self.stem(x))
+        skips = []
+        for block, down in zip(self.blocks, self.downs):
+            x, _ = block(x)
+            skips.append(x)
+            x = down(x)
+        _, new = self.bottleneck(x)
+        return skips, new
+
+
+class DecoderStage(nn.Module):
+    """Transition up → concatenate the encoder skip → dense block.
+
+    Returns ``(full, new)`` like :class:`DenseBlock`; ``new`` goes to the next stage.
+    """
+
+    def __init__(self, in_channels: int, skip_channels: int, cfg: FCDenseNetConfig):
+        super().__init__()
+        self.up = TransitionUp(in_channels, cfg.up_filters)
+        self.block = DenseBlock(cfg.up_filters + skip_channels, cfg.growth_rate, cfg.layers_per_block)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.block(torch.cat([self.up(x), skip], dim=1))
