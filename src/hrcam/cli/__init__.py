@@ -16,6 +16,7 @@ from hrcam.errors import UserError
 COMMAND_MODULES = [
     # one line per command-group module; each adds its own line when it lands
     "hrcam.cli.data",
+    "hrcam.cli.train",
 ]
 
 

@@ -1,0 +1,168 @@
+"""``hrcam train``: train HR-CAM models (and, through plug-in modules, the other learned explainers)."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+
+from hrcam.cli.common import add_distributed_args, distributed_kwargs, nonneg_float, positive_int
+from hrcam.errors import UserError
+
+#: modules adding more ``hrcam train <method>`` sub-commands through ``register_train(subparsers)``
+TRAIN_MODULES: list[str] = []
+
+ARCH_ARGS = ("init_filters", "growth_rate", "layers_per_block", "num_blocks", "aux_channels")
+
+EPILOG = """\
+Outputs: weights in results/<results_name>/{best,last}_weights.safetensors, Lightning checkpoints
+in results/<results_name>/checkpoints/ (for --resume), TensorBoard logs in logs/<results_name>/.
+Data layout: data_dir/train/<class>/<images> (and data_dir/test/<class>/<images> for validation).
+"""
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data_dir", required=True, help="folder with train/<class>/* (and test/<class>/*)")
+    p.add_argument("--results_name", required=True,
+                   help="run name, may contain sub-folders (e.g. half/exp1/run3); stays under results/ and logs/")
+    p.add_argument("--batch_size", type=positive_int, default=16, help="batch size (default: 16)")
+    p.add_argument("--epochs", type=positive_int, default=50, help="epochs (default: 50)")
+    p.add_argument("--im_size", type=positive_int, default=224,
+                   help="images are resized to im_size×im_size; a multiple of 32 with the default net (default: 224)")
+    p.add_argument("--channels", type=int, choices=(1, 3), default=3, help="1 grayscale or 3 RGB (default: 3)")
+    p.add_argument("--num_classes", type=positive_int, default=None,
+                   help="number of classes; must match the data's class folders (default: counted from the data)")
+    p.add_argument("--lr", type=float, default=1.0, help="Adadelta learning rate (default: 1.0)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--no_augment", action="store_true", help="turn off the seed's training augmentation")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from results/<results_name>/checkpoints/last.ckpt")
+    p.add_argument("--results_root", default="results", help=argparse.SUPPRESS)
+    p.add_argument("--logs_root", default="logs", help=argparse.SUPPRESS)
+    p.add_argument("--limit_train_batches", type=float, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--no_progress", action="store_true", help="hide progress bars")
+    g = p.add_argument_group("architecture (FC-DenseNet; defaults are the seed's)")
+    g.add_argument("--init_filters", type=positive_int, default=48)
+    g.add_argument("--growth_rate", type=positive_int, default=16)
+    g.add_argument("--layers_per_block", type=positive_int, default=4)
+    g.add_argument("--num_blocks", type=positive_int, default=4)
+    g.add_argument("--aux_channels", type=positive_int, default=16)
+    add_distributed_args(p)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("train", help="train a model", description="Train a model.")
+    sub = p.add_subparsers(dest="train_command", metavar="MODEL")
+    sub.required = True
+
+    half = sub.add_parser(
+        "half", help="train the HalfModel (classifier + low-res CAMs)",
+        description="Train the HalfModel: an FC-DenseNet classifier with GAP + linear head whose low-res "
+                    "CAMs are S/16 × S/16. Cross-entropy + L2 1e-4, Adadelta (lr 1.0, rho 0.95), "
+                    "ReduceLROnPlateau on the training loss; the best checkpoint by validation accuracy.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_common(half)
+    half.add_argument("--half_weight_dir", default=None,
+                      help="start from these HalfModel weights (continue training)")
+    half.set_defaults(func=run_half)
+
+    full = sub.add_parser(
+        "full", help="train the FullModel's expansion network (high-res CAMs)",
+        description="Train the FullModel: the HalfModel's layers are copied from --half_weight_dir and frozen "
+                    "(classification stays identical); only the expansion network and the reconstruction head "
+                    "train. Objective 'reconstruction' (the seed's autoencoder MSE) or 'consistency' "
+                    "(reconstruction + λ·mean((avgpool16(high) − low)²) over all classes).",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_common(full)
+    full.add_argument("--half_weight_dir", required=True,
+                      help="trained HalfModel weights (results/<name>/best_weights.safetensors or its folder)")
+    full.add_argument("--objective", choices=("reconstruction", "consistency"), default="reconstruction",
+                      help="decoder objective (default: reconstruction, the seed's)")
+    full.add_argument("--consistency_weight", type=nonneg_float, default=1.0,
+                      help="λ of the consistency objective (default: 1.0)")
+    full.set_defaults(func=run_full)
+
+    for name in TRAIN_MODULES:
+        importlib.import_module(name).register_train(sub)
+
+
+def _arch(args) -> dict:
+    return {k: getattr(args, k) for k in ARCH_ARGS}
+
+
+def _datamodule(args):
+    from hrcam.train.datamodule import FolderDataModule
+
+    dm = FolderDataModule(args.data_dir, args.im_size, args.channels, args.batch_size,
+                          augment=not args.no_augment, num_workers=args.num_workers, seed=args.seed)
+    if args.num_classes is not None and args.num_classes != dm.num_classes:
+        raise UserError(f"--num_classes {args.num_classes} does not match the {dm.num_classes} class folders "
+                        f"in {dm.train_dir}")
+    stride = 2 ** (args.num_blocks + 1)
+    if args.im_size % stride:
+        raise UserError(f"--im_size must be a multiple of {stride} with --num_blocks {args.num_blocks}, "
+                        f"got {args.im_size}")
+    return dm
+
+
+def _check_half_weights(path, dm, args):
+    from hrcam.weights import load_weights
+
+    state, meta = load_weights(path)
+    fc = state.get("fc.weight", state.get("localization.fc.weight"))
+    if fc is None:
+        raise UserError(f"{path} does not hold HalfModel weights (no classifier layer found)")
+    if fc.shape[0] != dm.num_classes:
+        raise UserError(f"the weights in {path} have {fc.shape[0]} classes but {dm.train_dir} has "
+                        f"{dm.num_classes} class folders")
+    if "localization.fc.weight" in state:
+        state = {k.removeprefix("localization."): v for k, v in state.items() if k.startswith("localization.")}
+    arch = meta.get("arch")
+    if arch:
+        mismatch = {k: (arch[k], getattr(args, k)) for k in ARCH_ARGS if k in arch and arch[k] != getattr(args, k)}
+        if mismatch:
+            # the file knows its architecture: use it rather than fail
+            for k, (recorded, _) in mismatch.items():
+                setattr(args, k, recorded)
+    return state
+
+
+def _finish(out: dict, args) -> int:
+    if out["trainer"].is_global_zero:
+        print(json.dumps({"best": str(out["best"]), "last": str(out["last"])}))
+    return 0
+
+
+def run_half(args) -> int:
+    from hrcam.train.modules import HalfModule
+    from hrcam.train.runner import check_results_name, fit
+
+    check_results_name(args.results_name)
+    dm = _datamodule(args)
+    state = _check_half_weights(args.half_weight_dir, dm, args) if args.half_weight_dir else None
+    module = HalfModule(dm.num_classes, args.channels, args.im_size, _arch(args), dm.classes, lr=args.lr)
+    if state is not None:
+        try:
+            module.net.load_state_dict(state)
+        except RuntimeError as err:
+            raise UserError(f"--half_weight_dir does not fit this architecture: {str(err).splitlines()[0]}") from None
+    out = fit(module, dm, args.results_name, epochs=args.epochs, results_root=args.results_root,
+              logs_root=args.logs_root, monitor="val_acc", mode="max", resume=args.resume,
+              progress=not args.no_progress, seed=args.seed, limit_train_batches=args.limit_train_batches,
+              **distributed_kwargs(args))
+    return _finish(out, args)
+
+
+def run_full(args) -> int:
+    from hrcam.train.modules import FullModule
+    from hrcam.train.runner import check_results_name, fit
+
+    check_results_name(args.results_name)
+    dm = _datamodule(args)
+    state = _check_half_weights(args.half_weight_dir, dm, args)
+    module = FullModule(state, dm.num_classes, args.channels, args.im_size, _arch(args), dm.classes,
+                        objective=args.objective, consistency_weight=args.consistency_weight, lr=args.lr)
+    out = fit(module, dm, args.results_name, epochs=args.epochs, results_root=args.results_root,
+              logs_root=args.logs_root, monitor="train_loss", mode="min", resume=args.resume,
+              progress=not args.no_progress, seed=args.seed, limit_train_batches=args.limit_train_batches,
+              **distributed_kwargs(args))
+    return _finish(out, args)
