@@ -1,0 +1,375 @@
+"""Class-folder image datasets (``DIR/<split>/<class>/<image>``) and the seed's ``read_image``.
+
+Layout (DESIGN §7)::
+
+    data_dir/train/<class>/<image>    data_dir/test/<class>/<image>
+
+Classes are the sub-folders of a split in sorted order, unless a class list is forced with
+``classes=`` (train and test must agree on it; see :func:`dataset_classes`). Any format PIL reads
+is accepted. Every image is converted to float32 ``C×H×W`` in [0, 1]:
+
+- palette (``P``) images are expanded to RGB (RGBA when they have a transparent colour);
+- alpha (``RGBA``, ``LA``, ``PA``) is composited on **black**: ``rgb · alpha`` (transparent pixels
+  become 0, the same fill value the augmentation uses), then dropped;
+- ``CMYK``, ``YCbCr``, ``LAB``, ``HSV`` are converted by PIL to RGB; 1-bit images to grayscale;
+- 16-bit grayscale (``I;16*`` and PIL's 32-bit ``I`` mode, which holds 16-bit PNGs) is divided by
+  65535 and clipped; float (``F``) images are taken as already in [0, 1] and clipped;
+- ``channels=1`` uses the ITU-R 601-2 luma ``0.299 R + 0.587 G + 0.114 B``; ``channels=3``
+  repeats a grayscale image three times;
+- ``im_size`` resizes to ``im_size × im_size`` (bilinear with antialiasing, aspect ratio not kept,
+  as the seed's Keras loader did).
+
+Unreadable files never stop an epoch: at scan time a cheap header check (``PIL.Image.open``
+without decoding) skips non-images (counted in ``.skipped`` / ``.skipped_files``); a file whose
+pixels fail to decode later is replaced by the next readable sample (see
+:meth:`ClassFolderDataset.__getitem__`).
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from hrcam.errors import UserError
+
+__all__ = [
+    "ClassFolderDataset",
+    "load_image",
+    "find_split",
+    "list_class_folders",
+    "dataset_classes",
+    "read_image",
+    "DATA_DIR_ENV",
+]
+
+DATA_DIR_ENV = "HRCAM_DATA_DIR"
+
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def _visible(name: str) -> bool:
+    return not name.startswith(".")
+
+
+def list_class_folders(split_dir: str | os.PathLike) -> list[str]:
+    """Sorted names of the (non-hidden) sub-folders of ``split_dir``."""
+    split_dir = Path(split_dir)
+    return sorted(e.name for e in os.scandir(split_dir) if e.is_dir() and _visible(e.name))
+
+
+def _image_extensions() -> set[str]:
+    from PIL import Image
+
+    Image.init()
+    return {ext.lower() for ext in Image.registered_extensions()}
+
+
+def _is_image_header(path: Path) -> bool:
+    """True when PIL recognises the file's header (no pixel decoding)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.width > 0 and im.height > 0
+    except Exception:  # UnidentifiedImageError, OSError, a plugin's own error: not an image
+        return False
+
+
+def _to_float_array(im) -> np.ndarray:
+    """A PIL image as float32 ``H×W×c`` (c = 1 or 3) in [0, 1]; see the module docstring."""
+    mode = im.mode
+    if mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    elif mode == "PA":
+        im = im.convert("RGBA")
+    elif mode == "1":
+        im = im.convert("L")
+    elif mode in ("CMYK", "YCbCr", "LAB", "HSV", "RGBX"):
+        im = im.convert("RGB")
+    mode = im.mode
+    if mode in ("RGBA", "RGBa", "LA", "La"):
+        arr = np.asarray(im, dtype=np.float32) / 255.0
+        if mode in ("RGBa", "La"):  # premultiplied alpha: the colour already is "on black"
+            return np.ascontiguousarray(arr[..., :-1])
+        return np.ascontiguousarray(arr[..., :-1] * arr[..., -1:])  # composite on black
+    if mode in ("L", "RGB"):
+        arr = np.asarray(im, dtype=np.float32) / 255.0
+    elif mode.startswith("I;16") or mode == "I":
+        arr = np.clip(np.asarray(im).astype(np.float32) / 65535.0, 0.0, 1.0)
+    elif mode == "F":
+        arr = np.clip(np.asarray(im, dtype=np.float32), 0.0, 1.0)
+    else:
+        arr = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    return arr
+
+
+def load_image(path: str | os.PathLike, im_size: int | None = None, channels: int = 3) -> torch.Tensor:
+    """Decode one image file into float32 ``channels×H×W`` in [0, 1] (resized when ``im_size``).
+
+    Raises whatever PIL raises for a file it cannot decode (``OSError``, ...).
+    """
+    from PIL import Image
+
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    with Image.open(path) as im:
+        im.load()
+        arr = _to_float_array(im)
+    if channels == 1 and arr.shape[-1] == 3:
+        arr = (arr @ _LUMA)[..., None]
+    elif channels == 3 and arr.shape[-1] == 1:
+        arr = np.repeat(arr, 3, axis=-1)
+    t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).contiguous()
+    if im_size is not None and tuple(t.shape[1:]) != (im_size, im_size):
+        t = torch.nn.functional.interpolate(
+            t[None], size=(im_size, im_size), mode="bilinear", align_corners=False, antialias=True
+        )[0].clamp_(0.0, 1.0)
+    return t
+
+
+class ClassFolderDataset(torch.utils.data.Dataset):
+    """Images in ``root/<class>/*`` with integer labels (the class's position in :attr:`classes`).
+
+    Parameters
+    ----------
+    root:
+        a split folder, e.g. ``data_dir/train``.
+    im_size:
+        side of the square output (bilinear, antialiased); ``None`` keeps each image's size.
+    channels:
+        1 (grayscale) or 3 (RGB); every input mode is converted (module docstring).
+    transform:
+        callable applied to the ``C×H×W`` tensor after conversion (e.g. the augmentation).
+    classes:
+        force the class list and order (so test labels match train); files in folders not in
+        the list are ignored, and a listed class without a folder simply has no samples.
+        Default: the sorted sub-folders of ``root``.
+    check_headers:
+        open every file's header at scan time and skip non-images (default). ``False`` keeps
+        files whose extension PIL knows, without opening them (faster on huge folders).
+
+    Attributes: ``classes``, ``class_to_idx``, ``samples`` (list of ``(path, label)``),
+    ``targets``, ``skipped`` / ``skipped_files`` (non-images found at scan time),
+    ``decode_failures`` / ``failed_files`` (files that failed to decode in ``__getitem__``).
+
+    ``__getitem__`` returns ``(image, label)``. When sample ``i`` cannot be decoded it is
+    counted, a warning names the file, and sample ``(i + 1) mod n`` is tried instead (then
+    ``i + 2``, ...), so a bad file never crashes an epoch and the substitute is deterministic; the
+    returned label is the substitute's. Known-bad files are not decoded again. Counts live in the
+    process that met the failure: with ``DataLoader(num_workers > 0)`` each worker has its own
+    copy of the dataset, so the main process's ``decode_failures`` stays 0 and the workers'
+    warnings (printed to stderr) are the record; use ``num_workers=0`` to collect exact counts.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        im_size: int | None = None,
+        channels: int = 3,
+        transform: Callable | None = None,
+        classes: Sequence[str] | None = None,
+        check_headers: bool = True,
+    ):
+        root = Path(root)
+        if not root.is_dir():
+            raise UserError(f"image folder not found: {root}")
+        if channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {channels}")
+        if im_size is not None and (int(im_size) != im_size or im_size < 1):
+            raise ValueError(f"im_size must be a positive integer or None, got {im_size}")
+        self.root = root
+        self.im_size = None if im_size is None else int(im_size)
+        self.channels = channels
+        self.transform = transform
+        if classes is None:
+            classes = list_class_folders(root)
+        else:
+            classes = [str(c) for c in classes]
+            if len(set(classes)) != len(classes):
+                raise ValueError("classes contains duplicates")
+        if not classes:
+            raise UserError(f"no class folders in {root} (expected {root}/<class>/<images>)")
+        self.classes = classes
+        self.class_to_idx = {c: i for i, c in enumerate(classes)}
+        self.samples: list[tuple[str, int]] = []
+        self.skipped_files: list[str] = []
+        extensions = None if check_headers else _image_extensions()
+        for label, name in enumerate(classes):
+            folder = root / name
+            if not folder.is_dir():
+                continue
+            for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+                if not _visible(entry.name) or not entry.is_file():
+                    continue
+                path = Path(entry.path)
+                if extensions is not None:
+                    ok = path.suffix.lower() in extensions
+                else:
+                    ok = _is_image_header(path)
+                if ok:
+                    self.samples.append((str(path), label))
+                else:
+                    self.skipped_files.append(str(path))
+        if not self.samples:
+            raise UserError(f"no readable images in {root} (looked in {len(classes)} class folders)")
+        self.targets = [label for _, label in self.samples]
+        self.decode_failures = 0
+        self.failed_files: list[str] = []
+        self._bad: set[int] = set()
+
+    @property
+    def skipped(self) -> int:
+        """Number of files skipped at scan time because they are not images."""
+        return len(self.skipped_files)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def load(self, index: int) -> torch.Tensor:
+        """Decode sample ``index`` (no substitution, no transform); raises on a bad file."""
+        path, _ = self.samples[index]
+        return load_image(path, self.im_size, self.channels)
+
+    def __getitem__(self, index: int):
+        n = len(self.samples)
+        if not -n <= index < n:
+            raise IndexError(f"index {index} out of range for {n} samples")
+        index %= n
+        for step in range(n):
+            j = (index + step) % n
+            if j in self._bad:
+                continue
+            try:
+                x = self.load(j)
+            except Exception as err:  # any decoder error: count, warn, substitute
+                self._bad.add(j)
+                self.decode_failures += 1
+                self.failed_files.append(self.samples[j][0])
+                warnings.warn(
+                    f"hrcam: could not decode {self.samples[j][0]} ({type(err).__name__}: {err}); "
+                    "using the next image instead",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                continue
+            if self.transform is not None:
+                x = self.transform(x)
+            return x, self.samples[j][1]
+        raise RuntimeError(f"none of the {n} images in {self.root} could be decoded")
+
+    def __repr__(self) -> str:
+        return (
+            f"ClassFolderDataset(root={str(self.root)!r}, samples={len(self)}, "
+            f"classes={self.num_classes}, im_size={self.im_size}, channels={self.channels}, "
+            f"skipped={self.skipped})"
+        )
+
+
+def find_split(data_dir: str | os.PathLike | None, split: str) -> Path:
+    """``data_dir/split`` after checking it holds ``<class>/<file>``; :class:`UserError` otherwise.
+
+    The messages are one line each: missing ``data_dir``, missing split folder, no class folders,
+    or no files in any class folder.
+    """
+    if data_dir is None or str(data_dir) == "":
+        raise UserError(f"no data directory given (pass --data_dir or set {DATA_DIR_ENV})")
+    data_dir = Path(data_dir).expanduser()
+    if not data_dir.is_dir():
+        raise UserError(f"data directory not found: {data_dir}")
+    split_dir = data_dir / split
+    if not split_dir.is_dir():
+        raise UserError(
+            f"no {split}/ folder in {data_dir} (expected {data_dir}/{split}/<class>/<images>)"
+        )
+    classes = list_class_folders(split_dir)
+    if not classes:
+        raise UserError(f"no class folders in {split_dir} (expected {split_dir}/<class>/<images>)")
+    for name in classes:
+        with os.scandir(split_dir / name) as it:
+            if any(_visible(e.name) and e.is_file() for e in it):
+                return split_dir
+    raise UserError(f"no images in the {len(classes)} class folders of {split_dir}")
+
+
+def dataset_classes(data_dir: str | os.PathLike) -> list[str]:
+    """The class list of a dataset, the same for every split.
+
+    ``data_dir/classes.txt`` (first word of each line, as written by ``hrcam data animals``) when
+    present, else the sorted class folders of ``train/``, else of ``test/``.
+    """
+    data_dir = Path(data_dir)
+    listing = data_dir / "classes.txt"
+    if listing.is_file():
+        from hrcam.data.animals import read_synset_file
+
+        return list(read_synset_file(listing))
+    for split in ("train", "test"):
+        if (data_dir / split).is_dir():
+            classes = list_class_folders(data_dir / split)
+            if classes:
+                return classes
+    raise UserError(f"no classes.txt, train/ or test/ class folders in {data_dir}")
+
+
+def read_image(
+    ind: int | None = None,
+    return_class_name: bool = False,
+    data_dir: str | os.PathLike | None = None,
+    split: str = "test",
+    im_size: int | None = 224,
+    channels: int = 3,
+    mapper=None,
+    seed: int | None = None,
+):
+    """The seed's ``read_image``: one image of a split with its label.
+
+    Returns ``(x, y)``: ``x`` a NumPy float32 array ``1×H×W×C`` in [0, 1] (the seed's model
+    input), ``y`` the class index. As in the seed, ``return_class_name=True`` returns the class
+    *name* in place of the index, ``(x, name)``: the mapper's name (first name of the synset-words
+    line) when names are known, else the class folder name (wnid).
+
+    ``ind`` indexes the split's images in class-then-file-name order; ``None`` picks one at random
+    (``seed`` given: ``numpy.random.default_rng(seed)``; else NumPy's global generator, so
+    ``np.random.seed`` makes it repeatable). ``data_dir=None`` reads ``$HRCAM_DATA_DIR``. Class
+    indices come from :func:`dataset_classes` so they match the trained model's; ``mapper`` (an
+    :class:`~hrcam.data.animals.AnimalsMapper`) supplies names, by default built from
+    ``data_dir/classes.txt`` or the class folders.
+    """
+    if data_dir is None:
+        data_dir = os.environ.get(DATA_DIR_ENV)
+        if not data_dir:
+            raise UserError(f"read_image needs data_dir= or the {DATA_DIR_ENV} environment variable")
+    split_dir = find_split(data_dir, split)
+    if mapper is None:
+        from hrcam.data.animals import AnimalsMapper
+
+        listing = Path(data_dir) / "classes.txt"
+        if listing.is_file():
+            mapper = AnimalsMapper(classes=listing)
+        else:
+            mapper = AnimalsMapper(classes=dataset_classes(data_dir))
+    ds = ClassFolderDataset(
+        split_dir, im_size=im_size, channels=channels, classes=list(mapper.wnids), check_headers=False
+    )
+    n = len(ds)
+    if ind is None:
+        ind = int(np.random.default_rng(seed).integers(n)) if seed is not None else int(np.random.randint(n))
+    elif not isinstance(ind, (int, np.integer)) or isinstance(ind, bool):
+        raise ValueError(f"ind must be an integer image index, got {ind!r}")
+    elif not -n <= ind < n:
+        raise ValueError(f"ind={ind} is out of range: {split_dir} has {n} images")
+    x, y = ds[int(ind)]
+    x = x.permute(1, 2, 0).numpy()[None]
+    if return_class_name:
+        return x, mapper.name(y)
+    return x, y
