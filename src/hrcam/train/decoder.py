@@ -1,0 +1,249 @@
+"""Training the expansion network of a frozen pretrained backbone (:class:`DecoderNet`).
+
+Objectives (labels are never used, so unlabelled images are enough):
+
+- ``reconstruction`` (the seed's autoencoder objective): ``mean((recon(A_high) − x)²)``;
+- ``consistency`` (DESIGN §3): reconstruction ``+ λ · mean_{n,c,i,j}((avgpool(high[c]) − low[c])²)``
+  over all K classes, ``avgpool`` averaging each S/h × S/w block of the high-res map down to the
+  low-res grid. With the rank-r head, ``high[c] = U_r[c]·A_high``, so by linearity
+  ``avgpool(high[c]) = U_r[c]·avgpool(A_high)`` — all classes cost one einsum at low resolution.
+
+  The target ``low`` is either the true low-res CAMs ``W·A`` (``consistency_target='low'``, the
+  default) or their rank-r part ``U_rV_r·A`` (``'rank'``). Both give the *same gradient*:
+  ``W − U_rV_r = Σ_{i>r} s_i u_i v_iᵀ`` is orthogonal to the columns of ``U_r``, so
+  ``‖U_r P − W A‖² = ‖U_r(P − V_r A)‖² + ‖(W − U_rV_r)A‖²`` and the second term does not depend on
+  the decoder. The ``'low'`` loss is larger by that constant (the truncation error), which makes
+  it the honest number to log; ``'rank'`` can reach zero.
+
+The backbone is frozen (no gradients, batch norms in eval mode); only the decoder and the
+reconstruction head train, with Adam.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning.pytorch as L
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from hrcam.models.backbones import build_backbone
+from hrcam.models.decoder import DecoderNet
+
+__all__ = [
+    "DecoderModule",
+    "decoder_consistency_loss",
+    "ImageListDataset",
+    "ImagesDataModule",
+    "find_images",
+    "OBJECTIVES",
+    "CONSISTENCY_TARGETS",
+]
+
+OBJECTIVES = ("reconstruction", "consistency")
+CONSISTENCY_TARGETS = ("low", "rank")
+
+
+def decoder_consistency_loss(net: DecoderNet, a_low: torch.Tensor, a_high: torch.Tensor,
+                             target: str = "low") -> torch.Tensor:
+    """``mean((avgpool(U_r·A_high) − low)²)`` over all classes (see the module docstring)."""
+    if target not in CONSISTENCY_TARGETS:
+        raise ValueError(f"consistency_target must be one of {', '.join(CONSISTENCY_TARGETS)}, got {target!r}")
+    pooled = F.adaptive_avg_pool2d(a_high, a_low.shape[-2:])  # N×r×h×w
+    if target == "rank":
+        diff = pooled - torch.einsum("rc,nchw->nrhw", net.head_v, a_low)
+        return torch.einsum("kr,nrhw->nkhw", net.head_u, diff).pow(2).mean()
+    high_pooled = torch.einsum("kr,nrhw->nkhw", net.head_u, pooled)
+    low = torch.einsum("kc,nchw->nkhw", net.low_weight, a_low)
+    return (high_pooled - low).pow(2).mean()
+
+
+class DecoderModule(L.LightningModule):
+    """Lightning module for :class:`DecoderNet` (the runner's ``fit`` exports ``self.net``)."""
+
+    def __init__(self, net: DecoderNet | None = None, *, backbone: str = "efficientnet_lite0",
+                 backbone_weights: str | None = None, num_classes: int | None = None, rank: int = 64,
+                 width: int = 32, objective: str = "reconstruction", consistency_weight: float = 1.0,
+                 consistency_target: str = "low", lr: float = 1e-3, im_size: int = 224):
+        super().__init__()
+        if objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+        if consistency_target not in CONSISTENCY_TARGETS:
+            raise ValueError(f"consistency_target must be one of {', '.join(CONSISTENCY_TARGETS)}, "
+                             f"got {consistency_target!r}")
+        if not consistency_weight >= 0:
+            raise ValueError(f"consistency_weight must be >= 0, got {consistency_weight}")
+        if not lr > 0:
+            raise ValueError(f"lr must be > 0, got {lr}")
+        self.save_hyperparameters(ignore=["net"])
+        if net is None:
+            net = DecoderNet(build_backbone(backbone, backbone_weights=backbone_weights, num_classes=num_classes),
+                             rank=rank, width=width)
+        self.net = net
+        self.objective, self.consistency_weight = objective, float(consistency_weight)
+        self.consistency_target, self.lr, self.im_size = consistency_target, float(lr), int(im_size)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.net.backbone.eval()  # frozen BN stays in eval mode
+        return self
+
+    def losses(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = self.net.forward_maps(x, high=True)
+        recon = F.mse_loss(self.net.reconstruct_from(out.high_features), x)
+        losses = {"reconstruction": recon, "loss": recon}
+        if self.objective == "consistency":
+            cons = decoder_consistency_loss(self.net, out.low_features, out.high_features, self.consistency_target)
+            losses["consistency"] = cons
+            losses["loss"] = recon + self.consistency_weight * cons
+        return losses
+
+    @staticmethod
+    def _images(batch) -> torch.Tensor:
+        return batch[0] if isinstance(batch, (list, tuple)) else batch
+
+    def training_step(self, batch, _idx):
+        losses = self.losses(self._images(batch))
+        n = self._images(batch).shape[0]
+        self.log("train_loss", losses["loss"], on_step=False, on_epoch=True, prog_bar=True, batch_size=n,
+                 sync_dist=True)
+        self.log("train_reconstruction", losses["reconstruction"], on_step=False, on_epoch=True, batch_size=n,
+                 sync_dist=True)
+        if "consistency" in losses:
+            self.log("train_consistency", losses["consistency"], on_step=False, on_epoch=True, batch_size=n,
+                     sync_dist=True)
+        return losses["loss"]
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.net.decoder_parameters(), lr=self.lr)
+
+    def export_state(self):
+        return self.net.state_dict(), decoder_metadata(self.net, self.im_size, self.objective)
+
+
+def decoder_metadata(net: DecoderNet, im_size: int, objective: str | None = None) -> dict:
+    """Safetensors metadata that lets :func:`load_decoder` rebuild ``net``."""
+    meta = {
+        "hrcam_type": "decoder",
+        "backbone": net.backbone.name,
+        "num_classes": net.num_classes,
+        "in_channels": 3,
+        "im_size": int(im_size),
+        "arch": {"rank": net.rank, "width": net.width, "residual": net.residual},
+        "class_names": list(net.class_names),
+        "format_version": 1,
+    }
+    if objective:
+        meta["objective"] = objective
+    return meta
+
+
+def load_decoder(path, device=None) -> tuple[DecoderNet, dict]:
+    """Rebuild a trained :class:`DecoderNet` from ``hrcam train decoder`` weights (no download)."""
+    from hrcam.errors import UserError
+    from hrcam.weights import load_weights
+
+    state, meta = load_weights(path)
+    if meta.get("hrcam_type") != "decoder":
+        raise UserError(f"{path} does not hold decoder weights (hrcam_type={meta.get('hrcam_type')!r})")
+    arch = meta.get("arch") or {}
+    backbone = build_backbone(meta["backbone"], pretrained=False, num_classes=int(meta["num_classes"]),
+                              class_names=meta.get("class_names"))
+    net = DecoderNet(backbone, rank=int(arch.get("rank", 64)), width=int(arch.get("width", 32)),
+                     residual=bool(arch.get("residual", True)))
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise UserError(f"{path} does not fit the decoder it describes: {str(err).splitlines()[0]}") from None
+    return net.to(device or "cpu").eval(), meta
+
+
+# -- data: images without labels ----------------------------------------------------------------
+
+def find_images(root) -> list[Path]:
+    """Image files under ``root`` (recursively, sorted; hidden files and folders skipped)."""
+    from hrcam.data.folders import _image_extensions
+
+    root = Path(root)
+    exts = _image_extensions()
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in exts
+                  and not any(part.startswith(".") for part in p.relative_to(root).parts))
+
+
+class ImageListDataset(Dataset):
+    """Images (files or in-memory C×H×W tensors in [0, 1]) resized to ``im_size``, optionally augmented.
+
+    Returns ``(image, 0)`` pairs so class-folder and unlabelled data share one batch format.
+    Files PIL cannot decode are replaced by the next readable one.
+    """
+
+    def __init__(self, items, im_size: int, transform=None):
+        if not items:
+            raise ValueError("no images given")
+        self.items, self.im_size, self.transform = list(items), int(im_size), transform
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def _load(self, item) -> torch.Tensor:
+        from hrcam.data.folders import load_image
+
+        if isinstance(item, torch.Tensor):
+            t = item.float()
+            if tuple(t.shape[-2:]) != (self.im_size, self.im_size):
+                t = F.interpolate(t[None], size=(self.im_size, self.im_size), mode="bilinear",
+                                  align_corners=False, antialias=True)[0].clamp(0, 1)
+            return t
+        return load_image(item, self.im_size, 3)
+
+    def __getitem__(self, i):
+        for k in range(len(self.items)):
+            try:
+                x = self._load(self.items[(i + k) % len(self.items)])
+                break
+            except OSError:
+                continue
+        else:  # pragma: no cover - every file unreadable
+            raise ValueError("no readable image in the dataset")
+        if self.transform is not None:
+            x = self.transform(x)
+        return x, 0
+
+
+class ImagesDataModule(L.LightningDataModule):
+    """Training images for the decoder: every image under ``data_dir/train`` (or ``data_dir``).
+
+    Class folders are allowed and ignored; labels are not needed. ``extra`` adds in-memory images
+    (C×H×W tensors in [0, 1]). There is no validation split (checkpoints by training loss).
+    """
+
+    def __init__(self, data_dir=None, im_size: int = 224, batch_size: int = 8, augment: bool = True,
+                 num_workers: int = 0, seed: int = 0, extra=(), repeat: int = 1):
+        super().__init__()
+        from hrcam.data.transforms import seed_augmentation
+        from hrcam.errors import UserError
+
+        items: list = []
+        if data_dir is not None:
+            root = Path(data_dir).expanduser()
+            if not root.is_dir():
+                raise UserError(f"data directory not found: {root}")
+            if (root / "train").is_dir():
+                root = root / "train"
+            items = find_images(root)
+            if not items and not extra:
+                raise UserError(f"no images found under {root}")
+        items += list(extra)
+        if not items:
+            raise UserError("no training images: give data_dir or extra images")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.train_set = ImageListDataset(items * max(1, int(repeat)), im_size,
+                                          seed_augmentation() if augment else None)
+        self.val_set = None
+        self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True,
+                          generator=torch.Generator().manual_seed(self.seed), num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0)
