@@ -226,12 +226,16 @@ def _last_channels(layer: nn.Sequential) -> int:
 
 
 def build_backbone(name: str, weights=None, pretrained: bool = False, num_classes: int | None = None,
-                   with_classifier: bool = True, normalize: bool = True) -> TorchvisionBackbone:
+                   with_classifier: bool = True, normalize: bool = True,
+                   reset_head: bool = False) -> TorchvisionBackbone:
     """Build a :class:`TorchvisionBackbone`.
 
     - ``weights``: None (random init), a path (safetensors / weights-only ``torch.load``), or a
       state dict. The classifier's class count is read from the file when ``num_classes`` is
       None (default 1000 otherwise).
+    - ``reset_head=True``: when ``num_classes`` differs from the file's classifier, the last
+      classification layer keeps its fresh initialization (fine-tuning to new classes) instead
+      of raising.
     - ``pretrained=True``: torchvision's ``DEFAULT`` ImageNet weights (downloads them once into
       torch's hub cache; needs a network). Cannot be combined with ``weights``.
     """
@@ -250,5 +254,10 @@ def build_backbone(name: str, weights=None, pretrained: bool = False, num_classe
     bb = TorchvisionBackbone(name, num_classes=num_classes, with_classifier=with_classifier,
                              normalize=normalize)
     if state is not None:
+        file_classes = _classifier_classes(name, state)
+        if reset_head and with_classifier and file_classes is not None and file_classes != int(num_classes):
+            last = "fc." if bb.family == "resnet" else "classifier.6."
+            own = bb.net.state_dict()
+            state = {**state, **{k: v for k, v in own.items() if k.startswith(last)}}
         bb.load_weights(state)
     return bb
