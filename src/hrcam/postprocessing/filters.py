@@ -1,0 +1,224 @@
+"""Per-image filters applied to whole stacks of maps at once (``N×H×W`` arrays).
+
+Each function works image by image in the sense that the value computed for image ``n`` depends
+only on ``maps[n]``, with exactly the same arithmetic whatever ``N`` is — so running a batch or
+running its images one at a time gives bit-identical results.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+
+WORK_DTYPE = np.float32  # CAMs come out of the networks as float32; halves memory traffic
+
+__all__ = [
+    "WORK_DTYPE",
+    "as_work",
+    "normalize",
+    "box_blur",
+    "sobel_magnitude",
+    "resize_bilinear",
+    "resize_nearest",
+    "percentile",
+    "ragged_percentiles",
+    "RowRanks",
+    "top_k_mask",
+]
+
+# scikit-image's Sobel: derivative weights [1, 0, -1] along one axis times the smoothing
+# weights [1, 2, 1] / 4 along the other, correlated as one 3×3 kernel (ndimage.convolve).
+_SOBEL_EDGE = np.array([1.0, 0.0, -1.0])
+_SOBEL_SMOOTH = np.array([1.0, 2.0, 1.0]) / 4.0
+_SOBEL_KERNELS = (
+    (_SOBEL_EDGE[:, None] * _SOBEL_SMOOTH[None, :])[None],  # derivative along rows (axis 0)
+    (_SOBEL_SMOOTH[:, None] * _SOBEL_EDGE[None, :])[None],  # derivative along columns (axis 1)
+)
+
+
+def as_work(a) -> np.ndarray:
+    """``a`` as a :data:`WORK_DTYPE` array (no copy when it already is one)."""
+    return np.asarray(a, dtype=WORK_DTYPE)
+
+
+def normalize(maps: np.ndarray, lo: np.ndarray | None = None, hi: np.ndarray | None = None) -> np.ndarray:
+    """Min-max normalize each map: ``norm(a) = (a − min a) / (max a − min a)``.
+
+    ``maps`` is ``N×…``; min and max are taken per map (or given as length-N ``lo``/``hi``).
+    A constant map becomes all zeros (never NaN). Returns :data:`WORK_DTYPE`.
+    """
+    a = as_work(maps)
+    axes = tuple(range(1, a.ndim))
+    shape = (a.shape[0],) + (1,) * (a.ndim - 1)
+    lo = a.min(axis=axes) if lo is None else lo
+    hi = a.max(axis=axes) if hi is None else hi
+    lo = as_work(lo).reshape(shape)
+    rng = as_work(hi).reshape(shape) - lo
+    flat = rng <= 0
+    out = a - lo
+    out /= np.where(flat, np.ones((), WORK_DTYPE), rng)  # constant map: a − min is already 0
+    return out
+
+
+def box_blur(maps: np.ndarray, size: int = 5) -> np.ndarray:
+    """``size×size`` mean filter of each ``N×H×W`` map, reflect border (``d c b a | a b c d``).
+
+    ``box(a)(i, j) = (1/size²) · Σ_{|di|,|dj| ≤ size//2} a(i+di, j+dj)``.
+    """
+    return ndi.uniform_filter(as_work(maps), size=(1, size, size), mode="reflect")
+
+
+def sobel_magnitude(maps: np.ndarray) -> np.ndarray:
+    """scikit-image's ``filters.sobel`` of each ``N×H×W`` map, bit for bit.
+
+    ``sobel(a) = sqrt((g_r² + g_c²) / 2)`` where ``g_r = a ∗ ([1,0,−1]ᵀ·[1,2,1]/4)`` and
+    ``g_c = a ∗ ([1,2,1]ᵀ/4·[1,0,−1])`` with a reflect border, computed with the same
+    ``scipy.ndimage.convolve`` calls and dtype scikit-image uses, on the whole stack at once (the
+    kernels have a singleton batch axis, so nothing mixes across images).
+    """
+    a = as_work(maps)
+    total = np.zeros(a.shape, dtype=a.dtype)
+    for kernel in _SOBEL_KERNELS:
+        g = ndi.convolve(a, kernel, mode="reflect")
+        g *= g
+        total += g
+    np.sqrt(total, out=total)
+    total /= np.sqrt(2, dtype=a.dtype)
+    return total
+
+
+def _bilinear_taps(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices and weight for half-pixel-centred bilinear resampling of one axis.
+
+    Output pixel ``i`` samples the input at ``s = (i + 0.5)·src/dst − 0.5`` (clamped to
+    ``[0, src−1]``): ``i0 = floor(s)``, ``i1 = min(i0+1, src−1)``, weight ``t = s − i0``.
+    """
+    s = (np.arange(dst, dtype=np.float64) + 0.5) * (src / dst) - 0.5
+    s = np.clip(s, 0.0, src - 1)
+    i0 = np.floor(s).astype(np.intp)
+    i1 = np.minimum(i0 + 1, src - 1)
+    return i0, i1, s - i0
+
+
+def resize_bilinear(maps: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of each ``N×h×w`` map to ``N×H×W`` (half-pixel centres, edge clamp).
+
+    Rows first, then columns: ``r = (1−t_y)·a[y0] + t_y·a[y1]``, ``out = (1−t_x)·r[:, x0] + t_x·r[:, x1]``.
+    This is the usual "align_corners=False" bilinear upsampling (PIL, OpenCV, PyTorch), done
+    with element-wise arithmetic only, so every image gets identical numbers in any batch.
+    """
+    a = as_work(maps)
+    H, W = shape
+    y0, y1, ty = _bilinear_taps(a.shape[1], H)
+    x0, x1, tx = _bilinear_taps(a.shape[2], W)
+    ty = ty.astype(a.dtype)[None, :, None]
+    rows = a[:, y0, :] * (1.0 - ty) + a[:, y1, :] * ty
+    tx = tx.astype(a.dtype)[None, None, :]
+    return rows[:, :, x0] * (1.0 - tx) + rows[:, :, x1] * tx
+
+
+def resize_nearest(maps: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of each ``N×h×w`` map: output ``(i, j)`` takes input
+    ``(floor((i+0.5)·h/H), floor((j+0.5)·w/W))``."""
+    a = np.asarray(maps)
+    H, W = shape
+    h, w = a.shape[1:3]
+    yi = np.minimum(((np.arange(H) + 0.5) * (h / H)).astype(np.intp), h - 1)
+    xi = np.minimum(((np.arange(W) + 0.5) * (w / W)).astype(np.intp), w - 1)
+    return a[:, yi][:, :, xi]
+
+
+def _virtual_index(count: int, q: float) -> tuple[int, float]:
+    """NumPy's 'linear' percentile position: ``v = (count − 1)·q/100``, split into floor and fraction."""
+    v = (count - 1) * (np.float64(q) / 100)
+    lo = int(np.floor(v))
+    return lo, float(v - lo)
+
+
+def _lerp(a: np.ndarray, b: np.ndarray, g: float) -> np.ndarray:
+    """NumPy's percentile interpolation: ``a + (b−a)·g`` (``b − (b−a)·(1−g)`` when ``g ≥ 0.5``).
+
+    As ``np.percentile(a, q)`` does for a scalar ``q``, the arithmetic stays in the data's dtype
+    (``g`` is a Python float)."""
+    d = b - a
+    return b - d * (1.0 - g) if g >= 0.5 else a + d * g
+
+
+class RowRanks:
+    """Order statistics of every map of a stack from one partial sort (``np.partition``).
+
+    Built with the percentiles and top-k counts that will be asked for, it answers
+    :meth:`percentile` (equal to ``np.percentile(map, q)``, linear method), :meth:`top_k`,
+    and the per-map ``min``/``max`` — all from a single partition of the ``N×(H·W)`` rows.
+    """
+
+    def __init__(self, maps: np.ndarray, percentiles=(), top_ks=()):
+        a = np.asarray(maps)
+        self.shape = a.shape
+        self.flat = a.reshape(a.shape[0], -1)
+        m = self.flat.shape[1]
+        kth = {0, m - 1}
+        for q in percentiles:
+            lo, _ = _virtual_index(m, q)
+            kth.update((lo, min(lo + 1, m - 1)))
+        kth.update(m - k for k in top_ks if 0 < k < m)
+        self.part = np.partition(self.flat, sorted(kth), axis=1)
+        self.min = self.part[:, 0]
+        self.max = self.part[:, m - 1]
+
+    def percentile(self, q: float) -> np.ndarray:
+        """``pct(map, q)`` for every map (shape N, the maps' dtype)."""
+        m = self.flat.shape[1]
+        lo, g = _virtual_index(m, q)
+        hi = min(lo + 1, m - 1)
+        return _lerp(self.part[:, lo], self.part[:, hi], g).astype(self.part.dtype)
+
+    def top_k(self, k: int) -> np.ndarray:
+        """Boolean mask (the maps' shape) of the ``k`` largest pixels of each map, exactly ``k``.
+
+        Ties at the cut are broken in raster order (row by row, left to right), so the result is
+        deterministic and the same for a map alone or inside a batch.
+        """
+        n, m = self.flat.shape
+        if k <= 0:
+            return np.zeros(self.shape, dtype=bool)
+        if k >= m:
+            return np.ones(self.shape, dtype=bool)
+        cut = self.part[:, m - k][:, None]  # the k-th largest value of each map
+        keep = self.flat > cut
+        need = k - np.count_nonzero(keep, axis=1)
+        ties = self.flat == cut
+        n_ties = np.count_nonzero(ties, axis=1)
+        for i in np.flatnonzero(n_ties > need):  # only maps with surplus ties need ordering
+            keep[i] |= ties[i] & (np.cumsum(ties[i]) <= need[i])
+        fill = n_ties <= need
+        keep[fill] |= ties[fill]
+        return keep.reshape(self.shape)
+
+
+def ragged_percentiles(values: np.ndarray, counts: np.ndarray, qs) -> np.ndarray:
+    """Percentiles of consecutive groups of a 1-D array (group ``i`` holds ``counts[i]`` values).
+
+    Returns ``len(counts)×len(qs)``, each equal to ``np.percentile(group, q)`` (linear method).
+    Groups have different sizes, so this is one small partial sort per group.
+    """
+    out = np.empty((len(counts), len(qs)), dtype=values.dtype)
+    stop = np.cumsum(counts)
+    for i, (a, b) in enumerate(zip(stop - counts, stop)):
+        group = values[a:b]
+        m = group.size
+        idx = [_virtual_index(m, q) for q in qs]
+        kth = sorted({j for lo, _ in idx for j in (lo, min(lo + 1, m - 1))})
+        part = np.partition(group, kth)
+        for j, (lo, g) in enumerate(idx):
+            out[i, j] = _lerp(part[lo], part[min(lo + 1, m - 1)], g)
+    return out
+
+
+def percentile(maps: np.ndarray, q: float) -> np.ndarray:
+    """``pct(a, q)`` of each map: NumPy's linear-interpolation percentile over all its pixels. Shape ``N``."""
+    return RowRanks(maps, percentiles=(q,)).percentile(q)
+
+
+def top_k_mask(maps: np.ndarray, k: int) -> np.ndarray:
+    """Boolean mask of the ``k`` largest pixels of each map (exactly ``k``; raster-order ties)."""
+    return RowRanks(maps, top_ks=(k,)).top_k(k)

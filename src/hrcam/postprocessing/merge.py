@@ -1,0 +1,74 @@
+"""Merging the segmentation with the low-res map, and cutting the image by the refined map
+(DESIGN §4 steps 8–9). All functions take stacks (leading axis N)."""
+from __future__ import annotations
+
+import numpy as np
+
+from hrcam.postprocessing.filters import RowRanks, as_work, normalize
+
+__all__ = ["merge_maps", "percentage_mask", "threshold_mask", "apply_mask"]
+
+
+def merge_maps(
+    full_segment: np.ndarray,
+    low_resized: np.ndarray,
+    merge_type: str = "blend",
+    alpha: float = 0.5,
+    low_range: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
+    """The refined map of each image, in [0, 1].
+
+    With ``S`` the filled segmentation (0/1) and ``L = norm(low_resized)``:
+
+    - ``blend``:    ``alpha · S + (1 − alpha) · L``;
+    - ``multiply``: ``S · L``;
+    - a map is *blank* when no value is > 0: if ``S`` is blank the result is ``L``, if the
+      low-res map is blank it is ``S``, and if both are blank it is all zeros (the seed raised
+      an error there; a defined output is more useful in a batch).
+
+    ``low_range`` = per-map (min, max) of ``low_resized`` when already known.
+    """
+    lo, hi = low_range if low_range is not None else (None, None)
+    low_n = normalize(low_resized, lo, hi)
+    if hi is None:
+        hi = as_work(low_resized).max(axis=tuple(range(1, low_n.ndim)))
+    seg = np.asarray(full_segment, dtype=bool)
+    if merge_type == "blend":
+        merged = low_n * as_work(1.0 - alpha)
+        np.add(merged, as_work(alpha), out=merged, where=seg)
+        np.minimum(merged, 1.0, out=merged)  # float32 rounding of alpha and 1 − alpha
+    elif merge_type == "multiply":
+        merged = np.where(seg, low_n, np.zeros((), low_n.dtype))
+    else:
+        raise ValueError(f"merge_type must be 'blend' or 'multiply', got {merge_type!r}")
+    seg_blank = ~seg.reshape(seg.shape[0], -1).any(axis=1)
+    low_blank = ~(np.asarray(hi) > 0)
+    merged[seg_blank] = low_n[seg_blank]
+    merged[low_blank] = seg[low_blank]
+    merged[seg_blank & low_blank] = 0.0
+    return merged
+
+
+def percentage_mask(merged: np.ndarray, percentage: float) -> np.ndarray:
+    """Keep the ``k = round(percentage/100 · H·W)`` highest pixels of each refined map.
+
+    Ties at the cut are broken in raster order; pixels at the map's minimum are never kept
+    (they are not "high" — a constant map keeps nothing, as the threshold filter does).
+    """
+    k = int(round(percentage / 100.0 * merged[0].size))
+    ranks = RowRanks(merged, top_ks=(k,))
+    keep = ranks.top_k(k)
+    keep &= merged > ranks.min.reshape((-1,) + (1,) * (merged.ndim - 1))
+    return keep
+
+
+def threshold_mask(merged: np.ndarray, threshold: float) -> np.ndarray:
+    """Keep the pixels where ``norm(merged) > threshold``."""
+    return normalize(merged) > threshold
+
+
+def apply_mask(images: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """The images (``N×H×W×C`` or ``N×H×W``) with every pixel outside ``keep`` set to zero (dtype kept)."""
+    out = np.zeros_like(images)
+    np.copyto(out, images, where=keep if images.ndim == keep.ndim else keep[..., None])
+    return out
