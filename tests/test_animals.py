@@ -181,3 +181,11 @@ def test_build_rejects_bad_paths(tmp_path, imagenet):
     bad_words.write_text("n04579432 whistle\n")
     with pytest.raises(UserError, match="no animal synsets"):
         build_animals_subset(src, tmp_path / "o", synsets_file=bad_words, progress=False)
+
+
+def test_flat_val_folder_is_ignored_with_warning(tmp_path, imagenet):
+    src, _ = imagenet
+    Image.fromarray(np.zeros((2, 2, 3), np.uint8)).save(src / "val" / "ILSVRC2012_val_9.png")
+    with pytest.warns(UserWarning, match="flat ImageNet val"):
+        summary = build_animals_subset(src, tmp_path / "o", progress=False)
+    assert summary["num_train"] + summary["num_test"] == 20 + 6 + 3

@@ -176,3 +176,45 @@ def test_read_image(split_dir, monkeypatch):
     monkeypatch.delenv("HRCAM_DATA_DIR")
     with pytest.raises(UserError, match="HRCAM_DATA_DIR"):
         read_image(0)
+
+
+def _mode_image(kind):
+    if kind == "LA":
+        return Image.fromarray(np.dstack([np.full((4, 4), 200, np.uint8), np.full((4, 4), 51, np.uint8)]), "LA"), 200 / 255 * 51 / 255
+    if kind == "P_transparent":
+        im = Image.new("P", (4, 4), 1)
+        im.putpalette([10, 20, 30, 255, 255, 255] + [0, 0, 0] * 254)
+        im.info["transparency"] = 1  # palette entry 1 (white) is transparent
+        return im, 0.0
+    if kind == "1":
+        return Image.new("1", (4, 4), 1), 1.0
+    if kind == "F":
+        return Image.fromarray(np.full((4, 4), 0.25, np.float32), "F"), 0.25
+    if kind == "I32":
+        return Image.fromarray(np.full((4, 4), 65535 // 4, np.int32), "I"), (65535 // 4) / 65535
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind", ["LA", "P_transparent", "1", "F", "I32"])
+def test_more_modes(tmp_path, kind):
+    im, value = _mode_image(kind)
+    path = tmp_path / f"{kind}.{'tif' if kind in ('F', 'I32') else 'png'}"
+    im.save(path)
+    x = load_image(path, channels=3)
+    assert x.shape == (3, 4, 4) and x.dtype == torch.float32
+    assert torch.allclose(x, torch.full((3, 4, 4), value), atol=1e-5)
+
+
+def test_worker_processes_do_not_crash_on_bad_files(tmp_path):
+    root = tmp_path / "train"
+    _png(root / "a" / "0.png", _solid(4, 4, (10, 10, 10)))
+    buf = io.BytesIO()
+    Image.fromarray(_solid(32, 32, (1, 2, 3))).save(buf, format="PNG")
+    (root / "a" / "1.png").write_bytes(buf.getvalue()[:60])  # header fine, pixels cut
+    _png(root / "b" / "2.png", _solid(4, 4, (0, 0, 255)))
+    ds = ClassFolderDataset(root)
+    assert len(ds) == 3
+    loader = torch.utils.data.DataLoader(ds, batch_size=3, num_workers=1)
+    labels = torch.cat([y for _, y in loader]).tolist()
+    assert labels == [0, 1, 1]
+    assert ds.decode_failures == 0  # counted in the worker's copy, as documented

@@ -297,8 +297,14 @@ def build_animals_subset(
     val_dir = imagenet_dir / "val"
     if val_dir.is_dir():
         val_classes = {p.name for p in val_dir.iterdir() if p.is_dir()}
-        if not val_classes and any(val_dir.iterdir()):
-            warnings.warn(f"{val_dir} has no <wnid>/ sub-folders (flat ImageNet val); it is not used", UserWarning, stacklevel=2)
+        loose = sum(1 for p in val_dir.iterdir() if p.is_file() and not p.name.startswith("."))
+        if loose:
+            warnings.warn(
+                f"{loose} files lie directly in {val_dir} (flat ImageNet val layout) and are not used; "
+                "move them into val/<wnid>/ to include them",
+                UserWarning,
+                stacklevel=2,
+            )
         present |= val_classes
     descriptions: dict[str, str] = {}
     if synsets_file is not None:
