@@ -17,11 +17,15 @@ COMMAND_MODULES = [
     # one line per command-group module; each adds its own line when it lands
     "hrcam.cli.data",
     "hrcam.cli.train",
+    "hrcam.cli.evaluate",
 ]
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse prints usage + error and exits 2; keep that, it is one short message."""
+    """Bad arguments: one line naming the problem (and where to look), exit code 2."""
+
+    def error(self, message: str):  # noqa: D401 - argparse's hook
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
