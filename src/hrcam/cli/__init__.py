@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "hrcam.cli.data",
     "hrcam.cli.train",
     "hrcam.cli.evaluate",
+    "hrcam.cli.compare",
 ]
 
 

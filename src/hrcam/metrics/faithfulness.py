@@ -111,7 +111,7 @@ def _select(images, maps, classes):
         if c.numel() != x.shape[0]:
             raise ValueError(f"classes: got {c.numel()} classes for {x.shape[0]} images")
         classes = c[keep]
-    return x[keep], m[keep], classes, reasons
+    return x[keep.to(x.device)], m[keep.to(m.device)], classes, reasons
 
 
 def _logits(model, x: torch.Tensor, batch_size: int) -> torch.Tensor:
@@ -254,7 +254,7 @@ def _pixel_ranks(maps: torch.Tensor) -> torch.Tensor:
     flat = maps.reshape(maps.shape[0], -1)
     order = torch.argsort(-flat, dim=1, stable=True)
     ranks = torch.empty_like(order)
-    ranks.scatter_(1, order, torch.arange(flat.shape[1]).expand_as(order).contiguous())
+    ranks.scatter_(1, order, torch.arange(flat.shape[1], device=flat.device).expand_as(order).contiguous())
     return ranks.reshape(maps.shape)
 
 

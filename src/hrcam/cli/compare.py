@@ -1,0 +1,129 @@
+"""``hrcam compare``: every localization and faithfulness metric for several explanation methods
+on the same model and images, as one table (Markdown, JSON, CSV).
+
+    hrcam compare --data_dir D --weights W --methods cam,hrcam,refined,gradcam,gradcampp,scorecam \
+                  [--limit N] [--batch_size B] [--out DIR]
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from hrcam.cli.common import positive_int
+from hrcam.errors import UserError
+
+DEFAULT_METHODS = ("cam", "hrcam", "refined", "gradcam", "gradcampp", "scorecam")
+HIGH_RES_METHODS = ("hrcam", "refined")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "compare", help="compare explanation methods (localization + faithfulness table)",
+        description="Run several explanation methods on one trained model and the images of "
+                    "data_dir/<split>, and write one table with time per image, every localization "
+                    "metric (when the data has ground truth: the demo's annotations.json or VOC XML "
+                    "files) and every faithfulness metric (AD/IC at q=0, 0.5, 0.85; masked-in/out/"
+                    "inpainted top-1/top-5 and entropy; deletion/insertion AUC). Maps that are "
+                    "constant, all zero or non-finite are counted (excluded_* columns) and not scored.")
+    p.add_argument("--data_dir", required=True, help="folder with <split>/<class>/* images")
+    p.add_argument("--weights", "--weight_dir", dest="weights", required=True,
+                   help="exported model weights (results/<name>/best_weights.safetensors)")
+    p.add_argument("--type", choices=("half", "full"), default=None,
+                   help="model type (default: what the weights file records)")
+    p.add_argument("--methods", default=None,
+                   help="comma-separated methods (default: " + ",".join(DEFAULT_METHODS)
+                        + "; hrcam and refined need full-model weights)")
+    p.add_argument("--split", default="test", help="which split to use (default: test)")
+    p.add_argument("--limit", type=positive_int, default=None, help="use only the first N images")
+    p.add_argument("--batch_size", type=positive_int, default=32, help="images per batch (default: 32)")
+    p.add_argument("--out", default=None, help="output folder (default: <weights folder>/compare)")
+    p.add_argument("--no_progress", action="store_true", help="hide progress bars")
+    p.set_defaults(func=run)
+
+
+def load_split(data_dir, split: str, im_size: int, channels: int, limit: int | None, num_classes: int):
+    """``(images N×C×S×S, labels, relative paths, skipped)`` of ``data_dir/split`` (first ``limit``)."""
+    import torch
+
+    from hrcam.data.folders import ClassFolderDataset, dataset_classes, find_split
+
+    split_dir = find_split(data_dir, split)
+    classes = dataset_classes(data_dir)
+    if len(classes) != num_classes:
+        raise UserError(f"the model has {num_classes} classes but {data_dir} has {len(classes)}")
+    ds = ClassFolderDataset(split_dir, im_size, channels, classes=classes)
+    images, labels, paths, skipped = [], [], [], ds.skipped
+    for i in range(len(ds)):
+        if limit is not None and len(images) >= limit:
+            break
+        try:
+            images.append(ds.load(i))
+        except Exception:  # noqa: BLE001 - an undecodable file is counted, never fatal
+            skipped += 1
+            continue
+        path, label = ds.samples[i]
+        labels.append(label)
+        paths.append(Path(path).resolve().relative_to(Path(data_dir).resolve()).as_posix())
+    if not images:
+        raise UserError(f"no readable images in {split_dir}")
+    return torch.stack(images), torch.tensor(labels), paths, skipped
+
+
+def load_ground_truth_for(data_dir, split: str, paths: list[str], size: int):
+    """``{"masks", "boxes"}`` at ``size`` for the images in ``paths``, or None without any."""
+    from hrcam.data.annotations import load_ground_truth
+
+    try:
+        gts = load_ground_truth(data_dir, split)
+    except ValueError:
+        return None
+    masks, boxes, found = [], [], 0
+    for rel in paths:
+        gt = gts.get(rel)
+        if gt is None:
+            masks.append(None)
+            boxes.append([])
+            continue
+        found += 1
+        b, m = gt.at_size((size, size))
+        masks.append(m)
+        boxes.append([list(map(float, row)) for row in b])
+    return {"masks": masks, "boxes": boxes} if found else None
+
+
+def run(args) -> int:
+    from hrcam.cams import load_model
+    from hrcam.compare import compare_methods, format_markdown, write_table
+    from hrcam.explain.registry import parse_methods
+
+    try:
+        methods = parse_methods(args.methods if args.methods else list(DEFAULT_METHODS))
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    model = load_model(args.weights, type=args.type)
+    net = model.net
+    high = getattr(net, "has_high_res", False)
+    if not high:
+        wanted = [m for m in methods if m in HIGH_RES_METHODS]
+        if wanted and args.methods:
+            raise UserError(f"methods {','.join(wanted)} need full-model weights (these are {model.kind}-model weights)")
+        methods = [m for m in methods if m not in HIGH_RES_METHODS]
+    channels = net.config.in_channels if hasattr(net, "config") else 3
+    x, y, paths, skipped = load_split(args.data_dir, args.split, model.im_size, channels, args.limit,
+                                      model.num_classes)
+    gt = load_ground_truth_for(args.data_dir, args.split, paths, model.im_size)
+    try:
+        rows = compare_methods(net, x, y, methods, gt, batch_size=args.batch_size, progress=not args.no_progress)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    out = Path(args.out) if args.out else Path(args.weights).parent / "compare"
+    if Path(args.weights).is_dir() and not args.out:
+        out = Path(args.weights) / "compare"
+    meta = {"weights": str(args.weights), "data_dir": str(args.data_dir), "split": args.split,
+            "images": int(x.shape[0]), "skipped_files": int(skipped), "im_size": model.im_size,
+            "model_type": model.kind, "device": str(model.device), "ground_truth": gt is not None}
+    paths_out = write_table(rows, out, meta=meta)
+    print(format_markdown(rows))
+    if gt is None:
+        print("no ground truth found (annotations.json or VOC XML): localization columns left out")
+    print("written: " + ", ".join(str(p) for p in paths_out.values()))
+    return 0
