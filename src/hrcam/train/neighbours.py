@@ -214,6 +214,10 @@ def casm_update(net: CASMNet, x: torch.Tensor, y: torch.Tensor, *, strategy, lam
        masker gradients restored and clipped; then both optimizer steps.
     """
     backward = backward or (lambda loss, **kw: loss.backward(**kw))
+    if pool is not None and strategy.pool_prob > 0 and confuser is None:
+        raise ValueError("confuser: a copy of the classifier is needed to score with pool snapshots")
+    if not strategy.fixed_classifier and opt_classifier is None:
+        raise ValueError("opt_classifier: needed unless the classifier is frozen (strategy F)")
     classifier, masker = net.classifier, net.masker
     if strategy.fixed_classifier:
         with torch.no_grad():
