@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "hrcam.cli.train",
     "hrcam.cli.evaluate",
     "hrcam.cli.compare",
+    "hrcam.cli.explain",
 ]
 
 
