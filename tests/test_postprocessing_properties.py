@@ -115,3 +115,27 @@ def test_region_growing_matches_simpleitk_connected_threshold_when_installed():
         sitk.ConnectedThreshold(img, seedList=points, lower=float(lower), upper=float(upper), replaceValue=1)
     )
     assert np.array_equal(ours, theirs.astype(bool))
+
+
+def test_batches_larger_than_a_chunk_equal_image_by_image_runs():
+    from hrcam.postprocessing.steps import CHUNK
+
+    rng = np.random.default_rng(11)
+    n = CHUNK + 3
+    imgs = rng.integers(0, 256, (n, 12, 10, 3), dtype=np.uint8)
+    lows = rng.standard_normal((n, 3, 3)).astype(np.float32)
+    highs = ndi.gaussian_filter(rng.standard_normal((n, 12, 10)), (0, 1, 1)).astype(np.float32)
+    out = pipeline_batch(imgs, lows, highs, focal_scope="local")
+    assert len(out["focal_points"]) == n and out["merged"].shape == (n, 12, 10)
+    for i in range(n):
+        one = pipeline(imgs[i], lows[i], highs[i], focal_scope="local")
+        assert one["focal_points"] == out["focal_points"][i]
+        for key in ("roi", "segmented", "full_segment", "merged", "result", "edges"):
+            assert np.array_equal(one[key], out[key][i]), key
+
+
+def test_nan_in_a_float_image_raises():
+    img = np.zeros((8, 8, 3), np.float32)
+    img[2, 2, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN or inf"):
+        pipeline(img, np.ones((2, 2)), np.ones((8, 8)))

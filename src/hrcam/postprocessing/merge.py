@@ -33,17 +33,22 @@ def merge_maps(
     if hi is None:
         hi = as_work(low_resized).max(axis=tuple(range(1, low_n.ndim)))
     seg = np.asarray(full_segment, dtype=bool)
-    if merge_type == "blend":
-        merged = low_n * as_work(1.0 - alpha)
-        np.add(merged, as_work(alpha), out=merged, where=seg)
-        np.minimum(merged, 1.0, out=merged)  # float32 rounding of alpha and 1 − alpha
-    elif merge_type == "multiply":
-        merged = np.where(seg, low_n, np.zeros((), low_n.dtype))
-    else:
-        raise ValueError(f"merge_type must be 'blend' or 'multiply', got {merge_type!r}")
     seg_blank = ~seg.reshape(seg.shape[0], -1).any(axis=1)
     low_blank = ~(np.asarray(hi) > 0)
-    merged[seg_blank] = low_n[seg_blank]
+    plain_low = low_n[seg_blank] if seg_blank.any() else None
+    merged = low_n  # reused in place
+    if merge_type == "blend":
+        a, b = as_work(alpha), as_work(1.0 - alpha)
+        merged *= b
+        merged += seg * a  # + a on the segment, + 0 elsewhere (np.add(where=) is 20× slower)
+        if a + b > 1:  # float32 rounding of alpha and 1 − alpha could overshoot 1 by an ulp
+            np.minimum(merged, 1.0, out=merged)
+    elif merge_type == "multiply":
+        merged *= seg
+    else:
+        raise ValueError(f"merge_type must be 'blend' or 'multiply', got {merge_type!r}")
+    if plain_low is not None:
+        merged[seg_blank] = plain_low
     merged[low_blank] = seg[low_blank]
     merged[seg_blank & low_blank] = 0.0
     return merged
@@ -68,7 +73,8 @@ def threshold_mask(merged: np.ndarray, threshold: float) -> np.ndarray:
 
 
 def apply_mask(images: np.ndarray, keep: np.ndarray) -> np.ndarray:
-    """The images (``N×H×W×C`` or ``N×H×W``) with every pixel outside ``keep`` set to zero (dtype kept)."""
-    out = np.zeros_like(images)
-    np.copyto(out, images, where=keep if images.ndim == keep.ndim else keep[..., None])
-    return out
+    """The images (``N×H×W×C`` or ``N×H×W``) with every pixel outside ``keep`` set to zero (dtype kept).
+
+    ``image · keep``: exact for finite images (x·1 = x, x·0 = ±0)."""
+    k = keep if images.ndim == keep.ndim else keep[..., None]
+    return np.multiply(images, k, dtype=images.dtype)
