@@ -73,7 +73,7 @@ def test_masker_loss_by_hand():
 def test_masker_shapes_and_range():
     net = CASMNet(build_backbone("resnet18", num_classes=3))
     assert len(net.masker.reduce) == 5  # stem, layer1..4
-    logits, mask = net(torch.rand(2, 3, 32, 32))
+    logits, mask = net.logits_and_mask(torch.rand(2, 3, 32, 32))
     assert logits.shape == (2, 3) and mask.shape == (2, 1, 32, 32)
     assert mask.min() >= 0 and mask.max() <= 1
     with pytest.raises(ValueError, match="upsample"):
@@ -155,7 +155,7 @@ def test_casm_explainer_maps_are_the_class_agnostic_mask():
         m2, _ = expl(x, targets=2)
         out = expl.explain(x)
     with torch.no_grad():
-        _, mask = net(x)
+        _, mask = net.logits_and_mask(x)
     assert m0.shape == (2, 32, 32) and m0.min() >= 0 and m0.max() <= 1
     assert torch.equal(m0, m2)  # one mask for every class, by design
     assert torch.allclose(out.raw, mask[:, 0]) and torch.equal(out.targets, logits.argmax(1))

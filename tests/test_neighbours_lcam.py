@@ -73,11 +73,11 @@ def test_forward_with_saturated_attention(variant):
     y = torch.tensor([0, 2])
     with torch.no_grad():
         set_attention(net, 30.0)  # sigmoid ≈ 1: the attended input is the input
-        logits, a = net(x, y)
+        logits, a = net.attend(x, y)
         assert a.shape == (2, 2, 2) and torch.allclose(a, torch.ones_like(a))
         assert torch.allclose(logits, net.classifier(x), atol=1e-5)
         set_attention(net, -30.0)  # sigmoid ≈ 0: features (Fm) or image (Img) are blanked
-        logits, _ = net(x, y)
+        logits, _ = net.attend(x, y)
         if variant == "fm":
             blank = net.classifier.head(torch.zeros(2, 512, 2, 2))
         else:
@@ -91,7 +91,7 @@ def test_training_picks_each_samples_label_map():
     with torch.no_grad():
         feats = net.classifier.features(x)
         c = F.conv2d(feats, net.attention.conv.weight, net.attention.conv.bias)
-        _, a = net(x, y)
+        _, a = net.attend(x, y)
     assert torch.allclose(a[0], torch.sigmoid(c[0, 2])) and torch.allclose(a[1], torch.sigmoid(c[1, 1]))
 
 
@@ -109,7 +109,7 @@ def test_training_updates_only_the_attention_and_loss_goes_down():
     x, y = torch.rand(4, 3, 64, 64), torch.tensor([0, 1, 2, 0])
     losses = []
     for _ in range(6):
-        logits, a = net(x, y)
+        logits, a = net.attend(x, y)
         loss = lcam_loss(logits, y, a)["loss"]
         opt.zero_grad()
         loss.backward()
@@ -146,7 +146,7 @@ def test_vgg16_fm_reads_conv5_3_maps():
     net = LCAMNet(build_backbone("vgg16", num_classes=3), "fm").eval()
     assert net.attention.conv.in_channels == 512
     with torch.no_grad():
-        logits, a = net(torch.rand(1, 3, 32, 32), torch.tensor([1]))
+        logits, a = net.attend(torch.rand(1, 3, 32, 32), torch.tensor([1]))
     assert a.shape == (1, 2, 2) and logits.shape == (1, 3)  # S/16 maps
 
 

@@ -24,5 +24,5 @@ class CASMExplainer(Explainer):
 
     def raw_maps(self, x, targets):
         with torch.no_grad():
-            logits, mask = self.model(x)
+            logits, mask = self.model.logits_and_mask(x)
         return mask[:, 0], logits, resolve_targets(targets, logits)

@@ -180,7 +180,11 @@ class CASMNet(nn.Module):
         """Mask N×1×H×W from (detached) stage features."""
         return self.masker([s.detach() for s in stages], size)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(clean logits, mask N×1×H×W)``."""
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The classifier's logits (the model being explained)."""
+        return self.classifier(x)
+
+    def logits_and_mask(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(clean logits, mask N×1×H×W)`` from one classifier pass."""
         logits, stages = self.classify(x)
         return logits, self.mask(stages, x.shape[-2:])

@@ -127,7 +127,11 @@ class LCAMNet(nn.Module):
         feats = self.classifier.features(x)
         return feats, self.attention(feats)
 
-    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The frozen classifier's logits for the unmodified input (the model being explained)."""
+        return self.classifier.head(self.classifier.features(x))
+
+    def attend(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Training pass: ``(logits of the attended input, selected sigmoid maps A N×h×w)``."""
         feats, c = self.attention_maps(x)
         a = _pick(torch.sigmoid(c), labels)

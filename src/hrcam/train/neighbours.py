@@ -182,7 +182,7 @@ class LCAMModule(_Module):
 
     def _step(self, batch, prefix: str):
         x, y = batch
-        logits, a = self.net(x, y)
+        logits, a = self.net.attend(x, y)
         terms = lcam_loss(logits, y, a, self.loss_kind)
         on_step = prefix == "train"
         self.log(f"{prefix}_loss", terms["loss"], on_step=on_step, on_epoch=True, prog_bar=True)
@@ -336,7 +336,7 @@ class CASMModule(_Module):
 
     def validation_step(self, batch, _idx):
         x, y = batch
-        logits, mask = self.net(x)
+        logits, mask = self.net.logits_and_mask(x)
         masked_logits = self.net.classifier(x * (1 - mask))
         terms = masker_loss(logits, masked_logits, y, mask, self.lambda_r)
         self.log("val_loss", terms["loss"], on_epoch=True, prog_bar=True)

@@ -1,0 +1,28 @@
+"""CAM / L-CAM / CASM as rows of the comparison table (the uniform explainer interface)."""
+import math
+
+import torch
+
+from hrcam.compare import compare_methods
+from hrcam.models.camnet import CAMNet
+from hrcam.models.casm import CASMNet
+from hrcam.models.lcam import LCAMNet
+from hrcam.models.torchvision_backbones import build_backbone
+
+
+def test_each_method_is_a_compare_row():
+    x, y = torch.rand(2, 3, 64, 64), torch.tensor([0, 2])
+    nets = {
+        "camnet": CAMNet.build("resnet18", 3, extra_channels=8),
+        "lcam": LCAMNet(build_backbone("resnet18", num_classes=3), "fm"),
+        "casm": CASMNet(build_backbone("resnet18", num_classes=3)),
+    }
+    for name, net in nets.items():
+        with torch.no_grad():  # the compared model's logits are the explained classifier's
+            if name == "lcam":
+                assert torch.equal(net.eval()(x), net.classifier(x))
+            if name == "casm":
+                assert torch.equal(net.eval()(x), net.logits_and_mask(x)[0])
+        (row,) = compare_methods(net, x, y, [name], steps=4)
+        assert row["method"] == name and row["images"] == 2
+        assert math.isfinite(row["AD@0"]) and math.isfinite(row["deletion_auc"])
