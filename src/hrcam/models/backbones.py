@@ -20,6 +20,7 @@ safetensors file or a ``torch.load(..., weights_only=True)`` state dict instead.
 from __future__ import annotations
 
 import copy
+from collections import OrderedDict
 from pathlib import Path
 from typing import Sequence
 
@@ -307,7 +308,9 @@ def build_backbone(
             head_size = int(file_sd[head_key + ".weight"].shape[0])
             if head_size != head.out_features:
                 _set_head(model, name, nn.Linear(head.in_features, head_size, bias=head.bias is not None))
-            model.load_state_dict(file_sd)
+            keyed = OrderedDict(file_sd)
+            keyed._metadata = getattr(model.state_dict(), "_metadata", None)  # module versions (mnasnet)
+            model.load_state_dict(keyed)
             file_sd = None
     stages, head = _split(name, model)
     if head.out_features != 1000:

@@ -180,3 +180,24 @@ class DecoderNet(CAMNetwork):
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         return self.reconstruct_from(self.forward_maps(x, high=True).high_features)
+
+
+def peak_activation_mb(net: CAMNetwork, x: torch.Tensor, high: bool = True) -> float:
+    """Peak memory (MB per image) of the tensors allocated by one inference pass of ``net``.
+
+    Measured with PyTorch's profiler: the running sum of allocation/free events during
+    ``forward_maps(x, high)`` under ``torch.no_grad()``, its maximum divided by the batch size.
+    Parameters are not counted (they exist before the pass); the returned outputs are.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    net.eval()
+    with torch.no_grad(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        net.forward_maps(x, high=high)
+    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+                    if e.name() == "[memory]")
+    live = peak = 0
+    for _, nbytes in events:
+        live += nbytes
+        peak = max(peak, live)
+    return peak / 2**20 / x.shape[0]
