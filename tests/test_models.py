@@ -102,3 +102,12 @@ def test_full_from_half_is_bit_identical_and_frozen():
     full.train()
     assert not full.localization.training  # frozen batch norms stay in eval mode
     assert full.expansion.training
+
+
+def test_class_maps_into_a_reused_buffer():
+    w = torch.randn(5, 3)
+    a = torch.randn(2, 3, 4, 4)
+    buf = torch.full((2, 5, 4, 4), float("nan"))
+    got = class_maps(w, a, out=buf)
+    assert got.data_ptr() == buf.data_ptr()
+    torch.testing.assert_close(buf, torch.einsum("kc,nchw->nkhw", w, a))

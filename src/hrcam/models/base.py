@@ -54,15 +54,27 @@ class CAMNetwork(nn.Module):
         return int(self.low_weight.shape[0])
 
 
-def class_maps(weight: torch.Tensor, features: torch.Tensor, classes=None) -> torch.Tensor:
+def class_maps(weight: torch.Tensor, features: torch.Tensor, classes=None, out: torch.Tensor | None = None
+               ) -> torch.Tensor:
     """Class activation maps from one forward pass.
 
     ``weight`` K×C, ``features`` N×C×H×W. With ``classes=None`` returns all classes, N×K×H×W
     (one einsum, ``maps[n,c] = Σ_k W[c,k] A[n,k]``). With ``classes`` (a LongTensor of N class
     indices) returns N×H×W, the map of each image's own class, without computing the others.
+
+    ``out`` (all classes only): a preallocated N×K×H×W buffer to write into. All-class
+    high-res maps are large (N×398×224×224 floats is 640 MB at N=8); reusing one buffer across
+    batches avoids paying the page faults of a fresh allocation every time.
     """
+    n, c, h, w = features.shape
+    flat = features.reshape(n, c, h * w)
     if classes is None:
-        return torch.einsum("kc,nchw->nkhw", weight, features)
+        # one batched matmul (K×C)·(C×HW) per image; on CPU this is >2× faster than einsum,
+        # which permutes and copies the feature maps first
+        if out is not None:
+            torch.matmul(weight, flat, out=out.view(n, weight.shape[0], h * w))
+            return out
+        return torch.matmul(weight, flat).reshape(n, weight.shape[0], h, w)
     classes = torch.as_tensor(classes, device=features.device, dtype=torch.long).reshape(-1)
     if classes.numel() == 1 and features.shape[0] != 1:
         classes = classes.expand(features.shape[0])
@@ -70,4 +82,4 @@ def class_maps(weight: torch.Tensor, features: torch.Tensor, classes=None) -> to
         raise ValueError(f"got {classes.numel()} classes for {features.shape[0]} images")
     if (classes < 0).any() or (classes >= weight.shape[0]).any():
         raise ValueError(f"class index out of range 0..{weight.shape[0] - 1}")
-    return torch.einsum("nc,nchw->nhw", weight[classes], features)
+    return torch.bmm(weight[classes].unsqueeze(1), flat).reshape(n, h, w)
