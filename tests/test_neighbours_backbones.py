@@ -100,3 +100,22 @@ def test_reset_head_keeps_body_and_reinitializes_classifier(tmp_path):
     bb = build_backbone("resnet18", weights=tmp_path / "w.pt", num_classes=3, reset_head=True)
     assert bb.net.fc.weight.shape == (3, 512)
     assert torch.equal(bb.net.layer4[1].conv2.weight, src.layer4[1].conv2.weight)
+
+
+def test_pretrained_goes_through_torchvisions_weight_enum(monkeypatch):
+    # the real path downloads; here the enum's DEFAULT entry serves a local state dict instead
+    state = torchvision.models.resnet18().state_dict()
+    calls = []
+
+    class FakeWeights:
+        def get_state_dict(self, **kw):
+            calls.append(kw)
+            return state
+
+    class FakeEnum:
+        DEFAULT = FakeWeights()
+
+    monkeypatch.setattr(torchvision.models, "get_model_weights", lambda name: calls.append(name) or FakeEnum)
+    bb = build_backbone("resnet18", pretrained=True)
+    assert calls[0] == "resnet18" and bb.num_classes == 1000
+    assert torch.equal(bb.net.conv1.weight, state["conv1.weight"])
