@@ -103,18 +103,27 @@ def _bilinear_taps(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
 def resize_bilinear(maps: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Bilinear resize of each ``N×h×w`` map to ``N×H×W`` (half-pixel centres, edge clamp).
 
-    Rows first, then columns: ``r = (1−t_y)·a[y0] + t_y·a[y1]``, ``out = (1−t_x)·r[:, x0] + t_x·r[:, x1]``.
+    Rows first, then columns: ``r = a[y0] + (a[y1] − a[y0])·t_y``, ``out = r[:, x0] + (r[:, x1] − r[:, x0])·t_x``.
     This is the usual "align_corners=False" bilinear upsampling (PIL, OpenCV, PyTorch), done
-    with element-wise arithmetic only, so every image gets identical numbers in any batch.
+    with element-wise arithmetic only, so every image gets identical numbers in any batch (and a
+    same-size "resize" returns the map unchanged, as ``t = 0`` there).
     """
     a = as_work(maps)
     H, W = shape
     y0, y1, ty = _bilinear_taps(a.shape[1], H)
     x0, x1, tx = _bilinear_taps(a.shape[2], W)
-    ty = ty.astype(a.dtype)[None, :, None]
-    rows = a[:, y0, :] * (1.0 - ty) + a[:, y1, :] * ty
-    tx = tx.astype(a.dtype)[None, None, :]
-    return rows[:, :, x0] * (1.0 - tx) + rows[:, :, x1] * tx
+    # np.take keeps C order (fancy indexing on the last axis would return a transposed layout)
+    rows = np.take(a, y0, axis=1)
+    step = np.take(a, y1, axis=1)
+    step -= rows
+    step *= ty.astype(a.dtype)[None, :, None]
+    rows += step
+    out = np.take(rows, x0, axis=2)
+    step = np.take(rows, x1, axis=2)
+    step -= out
+    step *= tx.astype(a.dtype)[None, None, :]
+    out += step
+    return out
 
 
 def resize_nearest(maps: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -125,7 +134,7 @@ def resize_nearest(maps: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     h, w = a.shape[1:3]
     yi = np.minimum(((np.arange(H) + 0.5) * (h / H)).astype(np.intp), h - 1)
     xi = np.minimum(((np.arange(W) + 0.5) * (w / W)).astype(np.intp), w - 1)
-    return a[:, yi][:, :, xi]
+    return np.take(np.take(a, yi, axis=1), xi, axis=2)
 
 
 def _virtual_index(count: int, q: float) -> tuple[int, float]:

@@ -17,8 +17,9 @@ _STRUCTURE[1] = ndi.generate_binary_structure(2, 1)  # 4-connectivity in-plane o
 
 
 def label_stack(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    """4-connected components of every image of an ``N×H×W`` boolean mask (labels unique over the stack)."""
-    return ndi.label(mask, structure=_STRUCTURE)
+    """4-connected components of every image of an ``N×H×W`` boolean mask (labels unique over
+    the stack). Labels are ``intp`` so that look-ups by label need no index conversion."""
+    return ndi.label(mask, structure=_STRUCTURE, output=np.intp)
 
 
 def region_grow(
@@ -42,7 +43,7 @@ def region_grow(
     hit = np.zeros(count + 1, dtype=bool)
     hit[labels[seeds]] = True
     hit[0] = False
-    return hit[labels]
+    return np.take(hit, labels)
 
 
 def fill_small_holes(mask: np.ndarray, max_size: int = MAX_HOLE_SIZE) -> np.ndarray:
@@ -55,4 +56,4 @@ def fill_small_holes(mask: np.ndarray, max_size: int = MAX_HOLE_SIZE) -> np.ndar
     labels, _ = label_stack(~mask)
     small = np.bincount(labels.ravel()) <= max_size
     small[0] = False
-    return mask | small[labels]
+    return mask | np.take(small, labels)
