@@ -303,3 +303,21 @@ def test_thousand_calls_do_not_grow_memory(net):
         with GradCAMExplainer(tv, target_layer=tv.features) as e:
             e(x)
     assert _hook_count(tv) == 0
+
+
+def test_gradcam_package_mode_and_frozen_models(net, x):
+    with torch.no_grad():
+        a = net.forward_maps(x).low_features
+    want = hand_norm(up(torch.relu(hand_cam(net.fc.weight, a, [0, 1, 2])), (16, 16)))
+    with GradCAMExplainer(net, freeze_parameters=False) as e:  # the package as shipped
+        got, _ = e(x, targets=[0, 1, 2])
+    assert torch.allclose(got, want, atol=1e-4)
+    assert net.fc.weight.grad is not None  # parameter gradients were computed, as the package does
+    net.zero_grad(set_to_none=True)
+    for p in net.parameters():  # a model frozen by its user (like FullNet's classifier)
+        p.requires_grad_(False)
+    for freeze in (True, False):
+        with GradCAMExplainer(net, freeze_parameters=freeze) as e:
+            got, _ = e(x, targets=[0, 1, 2])
+        assert torch.allclose(got, want, atol=1e-4)
+    assert not any(p.requires_grad for p in net.parameters())  # left as the user set it

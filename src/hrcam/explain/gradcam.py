@@ -18,9 +18,11 @@ computes it. For other models pass ``target_layer`` (e.g. ``model.layer4``).
 On a GAP + linear network at that layer, ``∂y_c/∂A_kij = W[c, k] / (h·w)``, so Grad-CAM equals
 ``ReLU(CAM)`` up to scale (a fact the tests check).
 
-During a call the model's parameters are temporarily set to ``requires_grad=False`` and the
-input is made to require gradients instead: the maps are the same, the backward pass skips the
-weight gradients, and no ``.grad`` is left on the user's model.
+By default (``freeze_parameters=True``) the model's parameters are set to
+``requires_grad=False`` for the duration of a call and the input is made to require gradients
+instead: the maps are the same, the backward pass skips the weight gradients (faster), and no
+``.grad`` is left on the user's model. ``freeze_parameters=False`` runs the package exactly as
+shipped (parameter gradients computed and left in ``.grad``).
 """
 from __future__ import annotations
 
@@ -83,8 +85,10 @@ class _GradCamFamily(Explainer):
 
     _method = ""  # attribute name in pytorch_grad_cam
 
-    def __init__(self, model: nn.Module, target_layer: nn.Module | None = None, device=None):
+    def __init__(self, model: nn.Module, target_layer: nn.Module | None = None, device=None,
+                 freeze_parameters: bool = True):
         super().__init__(model, device)
+        self.freeze_parameters = bool(freeze_parameters)
         import pytorch_grad_cam  # lazy: keep `import hrcam.explain` light
 
         if target_layer is None:
@@ -103,7 +107,6 @@ class _GradCamFamily(Explainer):
         was_training = model.training
         self._cam = getattr(pytorch_grad_cam, self._method)(self._wrapped, [self.target_layer])
         model.train(was_training)  # the package switches the model to eval; leave that to the caller
-        self._cam.compute_input_gradient = self._cam.uses_gradients
         self._configure(self._cam)
 
     def _configure(self, cam) -> None:
@@ -133,7 +136,13 @@ class _GradCamFamily(Explainer):
         if self._cam is None:
             raise ValueError("explainer: used after close()")
         cam_targets = self._targets(targets, x.shape[0])
-        with _frozen_parameters(self.model), self._context():
+        freeze = _frozen_parameters(self.model) if self.freeze_parameters else contextlib.nullcontext()
+        # gradients must reach the target layer: through the input when no parameter requires them
+        # (frozen here, or frozen by the user, e.g. a FullNet's classifier)
+        self._cam.compute_input_gradient = self._cam.uses_gradients and (
+            self.freeze_parameters or not any(p.requires_grad for p in self.model.parameters())
+        )
+        with freeze, self._context():
             try:
                 maps = self._cam(input_tensor=x, targets=cam_targets)
             except IndexError as err:  # a class index beyond the model's outputs
@@ -172,11 +181,11 @@ class ScoreCAMExplainer(_GradCamFamily):
     name = "scorecam"
     _method = "ScoreCAM"
 
-    def __init__(self, model, target_layer=None, device=None, batch_size: int = 64):
+    def __init__(self, model, target_layer=None, device=None, batch_size: int = 64, freeze_parameters: bool = True):
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
         self._batch_size = batch_size
-        super().__init__(model, target_layer, device)
+        super().__init__(model, target_layer, device, freeze_parameters)
 
     def _configure(self, cam) -> None:
         cam.batch_size = self._batch_size
