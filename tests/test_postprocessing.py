@@ -300,3 +300,16 @@ def test_defaults_are_the_seeds():
         roi_percentile=85, focal_scope="global", maxima_areas="small", merge_type="blend",
         merge_alpha=0.5, filter_type="percentage", filter_percentage=15, filter_threshold=0.6,
     )
+
+
+def test_maps_beyond_float32_range_are_rejected_not_turned_into_nan():
+    with pytest.raises(ValueError, match="highs contains NaN or inf"):
+        pipeline(np.ones((4, 4, 3)), np.ones((2, 2)), np.full((4, 4), 1e300))
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (2, 3), (5, 1)])
+def test_tiny_images_work(shape):
+    rng = np.random.default_rng(0)
+    for scope in ("global", "local"):
+        steps = pipeline(rng.random(shape + (3,)), rng.random((1, 1)), rng.random(shape), focal_scope=scope)
+        assert steps["merged"].shape == shape and np.isfinite(steps["merged"]).all()

@@ -65,8 +65,10 @@ def _check_maps(maps, name: str, n: int) -> np.ndarray:
         raise ValueError(f"{name} must be an array N×h×w with N={n}, got shape {a.shape}")
     if 0 in a.shape:
         raise ValueError(f"{name} must not be empty, got shape {a.shape}")
-    _check_finite(a, name)
-    return as_work(a)
+    with np.errstate(over="ignore"):
+        a = as_work(a)
+    _check_finite(a, name)  # after the float32 conversion, which turns |x| > 3.4e38 into inf
+    return a
 
 
 def pipeline_batch(imgs, lows, highs, **params) -> dict:
@@ -174,7 +176,7 @@ def _refine(imgs: np.ndarray, lows: np.ndarray, highs: np.ndarray, p) -> dict:
 
     return {
         "blurred": blurred,
-        "low": lows,
+        "low": lows.copy(),
         "low_resized": low_resized,
         "edges": edges,
         "roi": roi,
