@@ -101,9 +101,17 @@ def pipeline_batch(imgs, lows, highs, **params) -> dict:
     Returns
     -------
     dict with the keys of :data:`STEP_KEYS`, each with a leading N axis: float32 maps
-    ``blurred, low, low_resized, edges, merged`` (the work is done in float32, the CAMs' dtype); bool masks ``roi, segmented, full_segment``;
-    ``bounds`` as an ``N×2`` array of (lower, upper); ``focal_points`` as a list (one per image)
-    of ``(x, y)`` tuples; ``result`` with the images' shape and dtype.
+    ``blurred, low, low_resized, edges, merged`` (the work is done in float32, the CAMs' dtype);
+    bool masks ``roi, segmented, full_segment``; ``bounds`` as an ``N×2`` array of
+    (lower, upper); ``focal_points`` as a list (one per image) of ``(x, y)`` tuples; ``result``
+    with the images' shape and dtype.
+
+    Every step treats each image on its own (image ``n``'s outputs depend only on input ``n``,
+    bit for bit, whatever N is); internally the batch is processed in chunks of :data:`CHUNK`
+    images, each chunk step by step on the stacked arrays. Tie and corner-case rules: top-k
+    choices break ties in raster order; an empty ROI takes the bounds over the whole edge map;
+    the percentage filter never keeps pixels at the refined map's minimum; both maps blank →
+    ``merged`` is all zeros (see :mod:`hrcam.postprocessing.merge`).
     """
     p = validate_params(**params)
     imgs = _numpy(imgs, "imgs")
