@@ -267,6 +267,10 @@ def test_import_is_light():
     assert out.split() == ["False", "False"]
 
 
+def _live_tensors():
+    return sum(1 for o in gc.get_objects() if isinstance(o, torch.Tensor))
+
+
 def _hook_count(model):
     return sum(len(m._forward_hooks) + len(m._backward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
 
@@ -276,13 +280,13 @@ def test_thousand_calls_do_not_grow_memory(net):
     x = torch.rand(2, 3, 8, 8)
     explainers = [
         CAMExplainer(tv, features=tv.features, classifier=tv.fc),
-        GradCAMExplainer(net),
-        GradCAMExplainer(tv, target_layer=tv.features),
+        GradCAMExplainer(net),  # the low-feature tap used for CAMNetworks
     ]
     for e in explainers:
         for _ in range(50):  # warm-up: caches, allocator pools
             e(x)
     gc.collect()
+    tensors_before = _live_tensors()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     for e in explainers:
@@ -291,7 +295,9 @@ def test_thousand_calls_do_not_grow_memory(net):
     gc.collect()
     grown = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
-    assert grown < 256 * 1024, f"memory grew by {grown} bytes over 3000 calls"
+    # tensor storage is not traced by tracemalloc: count live tensors too (a leak of one per call shows)
+    assert _live_tensors() - tensors_before < 20
+    assert grown < 64 * 1024, f"Python memory grew by {grown} bytes over 2000 calls"
     assert _hook_count(tv) > 0  # the hooked explainers are still live here
     for e in explainers:
         e.close()
