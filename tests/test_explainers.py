@@ -268,7 +268,7 @@ def test_import_is_light():
 
 
 def _live_tensors():
-    return sum(1 for o in gc.get_objects() if isinstance(o, torch.Tensor))
+    return sum(1 for o in gc.get_objects() if type(o) in (torch.Tensor, nn.Parameter))
 
 
 def _hook_count(model):
