@@ -90,6 +90,19 @@ def test_batch_size_does_not_change_numbers(fixed_method):
     assert not any(k in a for k in LOCALIZATION_KEYS)  # no ground truth → no localization columns
 
 
+def test_ready_made_explainer_objects(fixed_method):
+    model = RegionModel()
+    x = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(4))
+    by_name = compare_methods(model, x, methods=[fixed_method])[0]
+    obj = FixedMaps(model)
+    row = compare_methods(model, x, methods=[obj])[0]
+    assert row["method"] == "fixed"
+    for key in FAITHFULNESS_KEYS:
+        assert row[key] == pytest.approx(by_name[key], nan_ok=True), key
+    with pytest.raises(ValueError, match="duplicate"):
+        compare_methods(model, x, methods=[obj, FixedMaps(model)])
+
+
 def test_bad_arguments(fixed_method):
     model = RegionModel()
     x = torch.ones(2, 3, 8, 8)

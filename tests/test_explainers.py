@@ -327,3 +327,23 @@ def test_gradcam_package_mode_and_frozen_models(net, x):
             got, _ = e(x, targets=[0, 1, 2])
         assert torch.allclose(got, want, atol=1e-4)
     assert not any(p.requires_grad for p in net.parameters())  # left as the user set it
+
+
+def test_refined_keeps_nan_maps_for_non_finite_cams(net, x):
+    pytest.importorskip("hrcam.postprocessing")
+
+    class NaNHigh(TinyNet):
+        def forward_maps(self, x, high=False):
+            out = super().forward_maps(x, high)
+            if high:
+                out.high_features[1] = float("nan")  # image 1's high-res features are broken
+            return out
+
+    bad = NaNHigh().eval()
+    bad.load_state_dict(net.state_dict())
+    with create("refined", bad) as e:
+        exp = e.explain(x)
+    assert torch.isnan(exp.raw[1]).all() and torch.isfinite(exp.raw[[0, 2]]).all()
+    with create("refined", net) as e:
+        good = e.explain(x)
+    assert torch.allclose(exp.raw[[0, 2]], good.raw[[0, 2]])

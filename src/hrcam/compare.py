@@ -14,6 +14,7 @@ size (up to float rounding).
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 
 from hrcam.data.transforms import as_batch
+from hrcam.explain.base import Explainer
 from hrcam.explain.registry import create, parse_methods
 from hrcam.metrics import faithfulness as faith
 
@@ -116,13 +118,15 @@ def compare_methods(
     the run and restored after. ``images``: N images in any form :func:`as_batch` accepts (in
     [0, 1]). ``labels``: N true classes (used for masked accuracies and OM; without them the
     predictions stand in and OM is left out). ``methods``: names or a comma string (see
-    :func:`hrcam.explain.available`). ``ground_truth``: ``{"masks": [N masks H×W or None],
+    :func:`hrcam.explain.available`); a list may also hold ready-made :class:`Explainer` objects
+    (of the same model; the caller keeps ownership and closes them), reported under their
+    ``name``. ``ground_truth``: ``{"masks": [N masks H×W or None],
     "boxes": [N lists of [x0, y0, x1, y1]]}`` at the input resolution, or None (localization
     columns left out). ``explainer_kwargs``: ``{method: {kwarg: value}}`` for the factories.
     """
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
-    names = parse_methods(methods)
+    specs = _method_specs(methods)
     x, _ = as_batch(images)
     n = x.shape[0]
     if n == 0:
@@ -137,15 +141,35 @@ def compare_methods(
     model.eval()
     rows = []
     try:
-        for name in names:
-            rows.append(_compare_one(model, name, x, labels, ground_truth, batch_size,
-                                     explainer_kwargs.get(name, {}), progress, steps, threshold))
+        for name, given in specs:
+            if given is not None:
+                ctx = contextlib.nullcontext(given)
+            else:
+                ctx = create(name, model, **explainer_kwargs.get(name, {}))
+            rows.append(_compare_one(model, name, ctx, x, labels, ground_truth, batch_size, progress, steps, threshold))
     finally:
         model.train(was_training)
     return rows
 
 
-def _compare_one(model, name, x, labels, gt, batch_size, kwargs, progress, steps, threshold) -> dict:
+def _method_specs(methods) -> list[tuple[str, Explainer | None]]:
+    if isinstance(methods, str):
+        return [(n, None) for n in parse_methods(methods)]
+    specs: list[tuple[str, Explainer | None]] = []
+    for m in methods:
+        if isinstance(m, Explainer):
+            specs.append((m.name, m))
+        else:
+            specs += [(n, None) for n in parse_methods([m])]
+    if not specs:
+        raise ValueError("methods: no method given")
+    names = [n for n, _ in specs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"methods: duplicate names in {names}")
+    return specs
+
+
+def _compare_one(model, name, ctx, x, labels, gt, batch_size, progress, steps, threshold) -> dict:
     from hrcam.metrics import localization as loc
 
     n = x.shape[0]
@@ -158,7 +182,7 @@ def _compare_one(model, name, x, labels, gt, batch_size, kwargs, progress, steps
         from tqdm.auto import tqdm
 
         batches = tqdm(batches, desc=f"compare {name}", unit="batch")
-    with create(name, model, **kwargs) as explainer:
+    with ctx as explainer:
         device = explainer.device
         # one untimed warm-up call so lazy imports and allocator start-up are not billed to a method
         explainer.explain(x[: min(2, n)])
