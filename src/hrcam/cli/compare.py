@@ -36,6 +36,7 @@ def register(subparsers) -> None:
     p.add_argument("--limit", type=positive_int, default=None, help="use only the first N images")
     p.add_argument("--batch_size", type=positive_int, default=32, help="images per batch (default: 32)")
     p.add_argument("--out", default=None, help="output folder (default: <weights folder>/compare)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available, else cpu)")
     p.add_argument("--no_progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run)
 
@@ -90,6 +91,20 @@ def load_ground_truth_for(data_dir, split: str, paths: list[str], size: int):
     return {"masks": masks, "boxes": boxes} if found else None
 
 
+def _device(text: str):
+    import torch
+
+    if text == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(text)
+    except RuntimeError:
+        raise UserError(f"--device: not a device name: {text!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device: CUDA is not available on this machine")
+    return dev
+
+
 def run(args) -> int:
     from hrcam.cams import load_model
     from hrcam.compare import compare_methods, format_markdown, write_table
@@ -99,7 +114,7 @@ def run(args) -> int:
         methods = parse_methods(args.methods if args.methods else list(DEFAULT_METHODS))
     except ValueError as err:
         raise UserError(str(err)) from None
-    model = load_model(args.weights, type=args.type)
+    model = load_model(args.weights, type=args.type, device=_device(args.device))
     net = model.net
     high = getattr(net, "has_high_res", False)
     if not high:
