@@ -103,7 +103,8 @@ def _bilinear_taps(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
 def resize_bilinear(maps: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Bilinear resize of each ``N×h×w`` map to ``N×H×W`` (half-pixel centres, edge clamp).
 
-    Rows first, then columns: ``r = a[y0] + (a[y1] − a[y0])·t_y``, ``out = r[:, x0] + (r[:, x1] − r[:, x0])·t_x``.
+    Columns first, then rows: ``c = a[:, x0] + (a[:, x1] − a[:, x0])·t_x`` (on the small map),
+    ``out = c[y0] + (c[y1] − c[y0])·t_y`` (whole rows at a time, the cheap direction).
     This is the usual "align_corners=False" bilinear upsampling (PIL, OpenCV, PyTorch), done
     with element-wise arithmetic only, so every image gets identical numbers in any batch (and a
     same-size "resize" returns the map unchanged, as ``t = 0`` there).
@@ -113,15 +114,15 @@ def resize_bilinear(maps: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     y0, y1, ty = _bilinear_taps(a.shape[1], H)
     x0, x1, tx = _bilinear_taps(a.shape[2], W)
     # np.take keeps C order (fancy indexing on the last axis would return a transposed layout)
-    rows = np.take(a, y0, axis=1)
-    step = np.take(a, y1, axis=1)
-    step -= rows
-    step *= ty.astype(a.dtype)[None, :, None]
-    rows += step
-    out = np.take(rows, x0, axis=2)
-    step = np.take(rows, x1, axis=2)
-    step -= out
+    cols = np.take(a, x0, axis=2)
+    step = np.take(a, x1, axis=2)
+    step -= cols
     step *= tx.astype(a.dtype)[None, None, :]
+    cols += step
+    out = np.take(cols, y0, axis=1)
+    step = np.take(cols, y1, axis=1)
+    step -= out
+    step *= ty.astype(a.dtype)[None, :, None]
     out += step
     return out
 
@@ -215,7 +216,7 @@ class RowRanks:
         ties = self.flat == cut
         n_ties = np.count_nonzero(ties, axis=1)
         for i in np.flatnonzero(n_ties > need):  # only maps with surplus ties need ordering
-            keep[i] |= ties[i] & (np.cumsum(ties[i]) <= need[i])
+            keep[i, np.flatnonzero(ties[i])[: need[i]]] = True
         fill = n_ties <= need
         keep[fill] |= ties[fill]
         return keep.reshape(self.shape)

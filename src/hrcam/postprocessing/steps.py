@@ -16,7 +16,7 @@ from hrcam.postprocessing.filters import (
     resize_bilinear,
     sobel_magnitude,
 )
-from hrcam.postprocessing.focal_points import local_focal_mask, mask_to_points, num_global_points
+from hrcam.postprocessing.focal_points import local_focal_mask, masks_to_points, num_global_points
 from hrcam.postprocessing.merge import apply_mask, merge_maps, percentage_mask, threshold_mask
 from hrcam.postprocessing.params import validate_params
 from hrcam.postprocessing.region_growing import fill_small_holes, region_grow
@@ -189,7 +189,7 @@ def _refine(imgs: np.ndarray, lows: np.ndarray, highs: np.ndarray, p) -> dict:
         "edges": edges,
         "roi": roi,
         "bounds": bounds,
-        "focal_points": [mask_to_points(s) for s in seeds],
+        "focal_points": masks_to_points(seeds),
         "segmented": segmented,
         "full_segment": full_segment,
         "merged": merged,
