@@ -69,6 +69,24 @@ def test_bilinear_resize_matches_pytorch_align_corners_false(src, dst):
     np.testing.assert_allclose(resize_bilinear(low, dst), expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batched_percentiles_equal_numpy_exactly(dtype):
+    from hrcam.postprocessing.filters import percentile, ragged_percentiles
+
+    rng = np.random.default_rng(5)
+    for trial in range(40):
+        n = int(rng.integers(1, 200))
+        a = rng.random((3, n)).astype(dtype)
+        if trial % 3 == 0:
+            a = np.round(a * 4) / 4  # ties
+        q = float(rng.uniform(0.5, 99.5))
+        expected = np.percentile(a, q, axis=1)
+        got = percentile(a, q)
+        assert got.dtype == expected.dtype and np.array_equal(got, expected)
+        groups = ragged_percentiles(a.ravel(), np.array([n, n, n]), (25, q))
+        assert np.array_equal(groups, [[np.percentile(r, 25), np.percentile(r, q)] for r in a])
+
+
 # ---------------------------------------------------------------- ROI and focal points
 def test_roi_holds_the_expected_share_of_pixels():
     # low has the image's size (the bilinear resize is then the identity) and the values 0..99:
