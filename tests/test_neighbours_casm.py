@@ -1,7 +1,7 @@
 """CASM: masker loss by hand, the classifier pool's snapshot schedule, thinning strategies, updates."""
 import copy
+import dataclasses
 import math
-import random
 
 import pytest
 import torch
@@ -139,7 +139,7 @@ def test_training_strategies_update_without_in_place_errors_and_count_snapshots(
 
 def test_pool_scoring_leaves_the_classifier_out_of_the_masked_update():
     module, net, opt_c, opt_m = setup("L100", smf=1)
-    module.strategy = type(module.strategy)("L100", False, 1.0, 1, 10.0)  # always score with a snapshot
+    module.strategy = dataclasses.replace(module.strategy, pool_prob=1.0)  # always score with a snapshot
     x, y = torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 2, 0])
     out = run(module, net, opt_c, opt_m, x, y, 2)
     assert all(o["used_pool"] == 1 for o in out)
