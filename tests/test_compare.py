@@ -164,6 +164,16 @@ def test_cli_compare(tmp_path, demo_setup, capsys):
     assert "| hrcam |" in capsys.readouterr().out
 
 
+def test_load_split_limit_is_round_robin(demo_setup):
+    from hrcam.cli.compare import load_split
+
+    data, _, _ = demo_setup
+    x, y, paths, skipped = load_split(data, "test", 32, 3, limit=3, num_classes=10)
+    assert x.shape == (3, 3, 32, 32) and skipped == 0
+    assert len(set(y.tolist())) == 3  # three classes, not three images of the first class
+    assert all(p.startswith(f"test/{int(c)}/") for p, c in zip(paths, y))
+
+
 def test_cli_errors_are_one_line(tmp_path, demo_setup, capsys):
     from hrcam.cli import main
 

@@ -33,7 +33,8 @@ def register(subparsers) -> None:
                    help="comma-separated methods (default: " + ",".join(DEFAULT_METHODS)
                         + "; hrcam and refined need full-model weights)")
     p.add_argument("--split", default="test", help="which split to use (default: test)")
-    p.add_argument("--limit", type=positive_int, default=None, help="use only the first N images")
+    p.add_argument("--limit", type=positive_int, default=None,
+                   help="use only N images, taken round-robin over the classes (deterministic)")
     p.add_argument("--batch_size", type=positive_int, default=32, help="images per batch (default: 32)")
     p.add_argument("--out", default=None, help="output folder (default: <weights folder>/compare)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available, else cpu)")
@@ -42,7 +43,11 @@ def register(subparsers) -> None:
 
 
 def load_split(data_dir, split: str, im_size: int, channels: int, limit: int | None, num_classes: int):
-    """``(images N×C×S×S, labels, relative paths, skipped)`` of ``data_dir/split`` (first ``limit``)."""
+    """``(images N×C×S×S, labels, relative paths, skipped)`` of ``data_dir/split``.
+
+    With ``limit`` the images are taken round-robin over the classes (the first of every class,
+    then the second, ...), so a small limit still covers the classes.
+    """
     import torch
 
     from hrcam.data.folders import ClassFolderDataset, dataset_classes, find_split
@@ -53,7 +58,13 @@ def load_split(data_dir, split: str, im_size: int, channels: int, limit: int | N
         raise UserError(f"the model has {num_classes} classes but {data_dir} has {len(classes)}")
     ds = ClassFolderDataset(split_dir, im_size, channels, classes=classes)
     images, labels, paths, skipped = [], [], [], ds.skipped
-    for i in range(len(ds)):
+    seen: dict[int, int] = {}
+    rank = []
+    for i, (_, label) in enumerate(ds.samples):
+        rank.append((seen.get(label, 0), label, i))
+        seen[label] = seen.get(label, 0) + 1
+    order = [i for _, _, i in sorted(rank)] if limit is not None else range(len(ds))
+    for i in order:
         if limit is not None and len(images) >= limit:
             break
         try:

@@ -105,7 +105,7 @@ def _select(images, maps, classes):
     reasons = exclusion_reasons(m)
     keep = torch.tensor([r is None for r in reasons], dtype=torch.bool)
     if classes is not None:
-        c = torch.as_tensor(classes, dtype=torch.long).reshape(-1)
+        c = torch.as_tensor(classes, dtype=torch.long).reshape(-1).cpu()
         if c.numel() == 1:
             c = c.expand(x.shape[0])
         if c.numel() != x.shape[0]:
