@@ -3,11 +3,18 @@
 Each function works image by image in the sense that the value computed for image ``n`` depends
 only on ``maps[n]``, with exactly the same arithmetic whatever ``N`` is — so running a batch or
 running its images one at a time gives bit-identical results.
+
+The 2-D filters use OpenCV, one call per image (OpenCV filters 2-D images; a Python loop of
+``N`` calls costs microseconds). ``cv2.BORDER_REFLECT`` (``d c b a | a b c d``) is SciPy's and
+scikit-image's ``'reflect'`` border. Where the reference libraries sum in double precision and
+round once to float32, so do we (see :func:`box_blur` and :func:`sobel_magnitude`), which makes
+the results equal to ``scipy.ndimage``/``skimage.filters`` bit for bit (checked by the tests):
+two exact-in-double sums of the same float32 values round to the same float32.
 """
 from __future__ import annotations
 
+import cv2
 import numpy as np
-from scipy import ndimage as ndi
 
 WORK_DTYPE = np.float32  # CAMs come out of the networks as float32; halves memory traffic
 
@@ -26,14 +33,8 @@ __all__ = [
     "top_k_mask",
 ]
 
-# scikit-image's Sobel: derivative weights [1, 0, -1] along one axis times the smoothing
-# weights [1, 2, 1] / 4 along the other, correlated as one 3×3 kernel (ndimage.convolve).
-_SOBEL_EDGE = np.array([1.0, 0.0, -1.0])
-_SOBEL_SMOOTH = np.array([1.0, 2.0, 1.0]) / 4.0
-_SOBEL_KERNELS = (
-    (_SOBEL_EDGE[:, None] * _SOBEL_SMOOTH[None, :])[None],  # derivative along rows (axis 0)
-    (_SOBEL_SMOOTH[:, None] * _SOBEL_EDGE[None, :])[None],  # derivative along columns (axis 1)
-)
+_REFLECT = cv2.BORDER_REFLECT  # "d c b a | a b c d" = scipy.ndimage / scikit-image mode="reflect"
+_SQRT2 = np.sqrt(2, dtype=WORK_DTYPE)
 
 
 def as_work(a) -> np.ndarray:
@@ -41,11 +42,18 @@ def as_work(a) -> np.ndarray:
     return np.asarray(a, dtype=WORK_DTYPE)
 
 
-def normalize(maps: np.ndarray, lo: np.ndarray | None = None, hi: np.ndarray | None = None) -> np.ndarray:
+def _output(out: np.ndarray | None, shape, dtype=WORK_DTYPE) -> np.ndarray:
+    return np.empty(shape, dtype=dtype) if out is None else out
+
+
+def normalize(
+    maps: np.ndarray, lo: np.ndarray | None = None, hi: np.ndarray | None = None, out: np.ndarray | None = None
+) -> np.ndarray:
     """Min-max normalize each map: ``norm(a) = (a − min a) / (max a − min a)``.
 
     ``maps`` is ``N×…``; min and max are taken per map (or given as length-N ``lo``/``hi``).
-    A constant map becomes all zeros (never NaN). Returns :data:`WORK_DTYPE`.
+    A constant map becomes all zeros (never NaN). Returns :data:`WORK_DTYPE` (into ``out`` if
+    given, which may be ``maps`` itself).
     """
     a = as_work(maps)
     axes = tuple(range(1, a.ndim))
@@ -55,36 +63,62 @@ def normalize(maps: np.ndarray, lo: np.ndarray | None = None, hi: np.ndarray | N
     lo = as_work(lo).reshape(shape)
     rng = as_work(hi).reshape(shape) - lo
     flat = rng <= 0
-    out = a - lo
+    out = np.subtract(a, lo, out=_output(out, a.shape))
     out /= np.where(flat, np.ones((), WORK_DTYPE), rng)  # constant map: a − min is already 0
     return out
 
 
-def box_blur(maps: np.ndarray, size: int = 5) -> np.ndarray:
+def box_blur(maps: np.ndarray, size: int = 5, out: np.ndarray | None = None) -> np.ndarray:
     """``size×size`` mean filter of each ``N×H×W`` map, reflect border (``d c b a | a b c d``).
 
-    ``box(a)(i, j) = (1/size²) · Σ_{|di|,|dj| ≤ size//2} a(i+di, j+dj)``.
+    ``box(a)(i, j) = (1/size²) · Σ_{|di|,|dj| ≤ size//2} a(i+di, j+dj)``, computed separably as
+    ``scipy.ndimage.uniform_filter`` does: the mean over ``size`` rows first (double-precision
+    sum, rounded to float32), then the mean of that over ``size`` columns. Both passes are
+    OpenCV's vertical ``size×1`` box filter (vectorized; its horizontal one is not): the second
+    runs on the transposed image.
     """
-    return ndi.uniform_filter(as_work(maps), size=(1, size, size), mode="reflect")
+    if size % 2 != 1:
+        raise ValueError(f"box filter size must be odd, got {size}")
+    a = as_work(maps)
+    out = _output(out, a.shape)
+    _, H, W = a.shape
+    rows = np.empty((H, W), WORK_DTYPE)
+    cols_t, mean_t = np.empty((W, H), WORK_DTYPE), np.empty((W, H), WORK_DTYPE)
+    k = (1, size)  # OpenCV sizes are (width, height): a vertical window
+    for src, dst in zip(a, out):
+        cv2.blur(src, k, dst=rows, borderType=_REFLECT)
+        cv2.transpose(rows, dst=cols_t)
+        cv2.blur(cols_t, k, dst=mean_t, borderType=_REFLECT)
+        cv2.transpose(mean_t, dst=dst)
+    return out
 
 
-def sobel_magnitude(maps: np.ndarray) -> np.ndarray:
+def sobel_magnitude(maps: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """scikit-image's ``filters.sobel`` of each ``N×H×W`` map, bit for bit.
 
     ``sobel(a) = sqrt((g_r² + g_c²) / 2)`` where ``g_r = a ∗ ([1,0,−1]ᵀ·[1,2,1]/4)`` and
-    ``g_c = a ∗ ([1,2,1]ᵀ/4·[1,0,−1])`` with a reflect border, computed with the same
-    ``scipy.ndimage.convolve`` calls and dtype scikit-image uses, on the whole stack at once (the
-    kernels have a singleton batch axis, so nothing mixes across images).
+    ``g_c = a ∗ ([1,2,1]ᵀ/4·[1,0,−1])`` with a reflect border. Like scikit-image (through
+    ``scipy.ndimage.convolve``) we sum the six products in double precision and round the
+    gradient once to float32 (OpenCV's Sobel with a float64 output; the sign of the kernel does
+    not matter as it is squared); the magnitude is then float32 arithmetic in scikit-image's
+    order: ``sqrt(g_r² + g_c²) / sqrt(2)``.
     """
     a = as_work(maps)
-    total = ndi.convolve(a, _SOBEL_KERNELS[0], mode="reflect")
-    total *= total  # scikit-image adds this to zeros first: 0 + x = x exactly
-    g = ndi.convolve(a, _SOBEL_KERNELS[1], mode="reflect")
-    g *= g
-    total += g
-    np.sqrt(total, out=total)
-    total /= np.sqrt(2, dtype=a.dtype)
-    return total
+    out = _output(out, a.shape)
+    n, H, W = a.shape
+    g64 = np.empty((H, W), np.float64)
+    g_r, g_c = np.empty(a.shape, WORK_DTYPE), np.empty(a.shape, WORK_DTYPE)
+    for src, dr, dc in zip(a, g_r, g_c):
+        cv2.Sobel(src, cv2.CV_64F, 0, 1, dst=g64, ksize=3, scale=0.25, borderType=_REFLECT)
+        np.copyto(dr, g64, casting="same_kind")
+        cv2.Sobel(src, cv2.CV_64F, 1, 0, dst=g64, ksize=3, scale=0.25, borderType=_REFLECT)
+        np.copyto(dc, g64, casting="same_kind")
+    np.multiply(g_r, g_r, out=out)
+    np.multiply(g_c, g_c, out=g_c)
+    out += g_c
+    np.sqrt(out, out=out)
+    out /= _SQRT2
+    return out
 
 
 def _bilinear_taps(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -100,7 +134,7 @@ def _bilinear_taps(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return i0, i1, s - i0
 
 
-def resize_bilinear(maps: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+def resize_bilinear(maps: np.ndarray, shape: tuple[int, int], out: np.ndarray | None = None) -> np.ndarray:
     """Bilinear resize of each ``N×h×w`` map to ``N×H×W`` (half-pixel centres, edge clamp).
 
     Columns first, then rows: ``c = a[:, x0] + (a[:, x1] − a[:, x0])·t_x`` (on the small map),
@@ -119,7 +153,7 @@ def resize_bilinear(maps: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     step -= cols
     step *= tx.astype(a.dtype)[None, None, :]
     cols += step
-    out = np.take(cols, y0, axis=1)
+    out = np.take(cols, y0, axis=1, out=out)
     step = np.take(cols, y1, axis=1)
     step -= out
     step *= ty.astype(a.dtype)[None, :, None]
