@@ -49,10 +49,14 @@ def load_photos(names=PHOTOS, im_size: int = 224) -> tuple[torch.Tensor, list[st
 
 def train_decoder_steps(net: DecoderNet, dataset, steps: int, batch_size: int = 4, lr: float = 1e-3,
                         objective: str = "consistency", consistency_weight: float = 1.0, seed: int = 0,
-                        progress: bool = True) -> list[float]:
+                        progress: bool = True, consistency_target: str = "rank") -> list[dict[str, float]]:
     """A plain training loop for short runs (the CLI's ``hrcam train decoder`` uses Lightning).
 
-    Returns the loss of every step. The backbone stays frozen.
+    Returns the loss terms of every step (``loss``, ``reconstruction`` and, for the consistency
+    objective, ``consistency``). The consistency target defaults to the rank-r low maps here: the
+    gradient is the same as with the true low maps (see :mod:`hrcam.train.decoder`), and the logged
+    value then excludes the batch-dependent truncation error, so first and last steps compare.
+    The backbone stays frozen.
     """
     from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
@@ -61,27 +65,37 @@ def train_decoder_steps(net: DecoderNet, dataset, steps: int, batch_size: int = 
 
     torch.manual_seed(seed)
     module = DecoderModule(net, objective=objective, consistency_weight=consistency_weight, lr=lr,
-                           backbone=net.backbone.name, rank=net.rank, width=net.width)
+                           consistency_target=consistency_target, backbone=net.backbone.name, rank=net.rank,
+                           width=net.width)
     opt = module.configure_optimizers()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=len(dataset) > batch_size,
                         generator=torch.Generator().manual_seed(seed))
     module.train()
-    history: list[float] = []
+    history: list[dict[str, float]] = []
     bar = tqdm(total=steps, desc="decoder", disable=not progress)
     while len(history) < steps:
         for x, _ in loader:
-            loss = module.losses(x)["loss"]
+            terms = module.losses(x)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            terms["loss"].backward()
             opt.step()
-            history.append(float(loss.detach()))
+            history.append({k: float(v.detach()) for k, v in terms.items()})
             bar.update(1)
-            bar.set_postfix(loss=f"{history[-1]:.4f}")
+            bar.set_postfix(loss=f"{history[-1]['loss']:.4f}")
             if len(history) >= steps:
                 break
     bar.close()
     net.eval()
     return history
+
+
+def loss_summary(history: list[dict[str, float]], window: int = 10) -> dict[str, list[float]]:
+    """``{term: [mean of the first window steps, mean of the last window steps]}``."""
+    if not history:
+        return {}
+    w = max(1, min(window, len(history) // 2 or 1))
+    return {k: [float(np.mean([h[k] for h in history[:w]])), float(np.mean([h[k] for h in history[-w:]]))]
+            for k in history[0]}
 
 
 def _refine(images: np.ndarray, lows: np.ndarray, highs: np.ndarray):
@@ -108,10 +122,15 @@ def _overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5) -> np.ndar
     return (1 - alpha) * image + alpha * colored
 
 
-def run_photo_demo(out_dir, *, animals: bool = False, steps: int = 150, im_size: int = 224, rank: int = 64,
+def run_photo_demo(out_dir, *, animals: bool = False, steps: int = 80, im_size: int = 224, train_size: int = 128,
+                   rank: int = 64,
                    objective: str = "consistency", extra_dir=None, names=PHOTOS, batch_size: int = 4,
                    seed: int = 0, progress: bool = True) -> dict[str, Path]:
-    """Run the photo demo; returns the paths of the figure, the HTML page and the JSON summary."""
+    """Run the photo demo; returns the paths of the figure, the HTML page and the JSON summary.
+
+    The decoder is fully convolutional: it trains on ``train_size`` crops (cheaper on a CPU) and
+    the maps are computed at ``im_size``.
+    """
     import json
 
     import matplotlib
@@ -137,7 +156,7 @@ def run_photo_demo(out_dir, *, animals: bool = False, steps: int = 150, im_size:
     if extra_dir is not None:
         items += find_images(extra_dir)[: 8 * len(photos)]
     repeat = max(1, (steps * batch_size) // max(1, len(items)))
-    dataset = ImageListDataset(items * min(repeat, 50), im_size, seed_augmentation())
+    dataset = ImageListDataset(items * min(repeat, 50), min(train_size, im_size), seed_augmentation())
     history = train_decoder_steps(net, dataset, steps, batch_size=batch_size, objective=objective, seed=seed,
                                   progress=progress)
 
@@ -167,7 +186,10 @@ def run_photo_demo(out_dir, *, animals: bool = False, steps: int = 150, im_size:
             ax.set_xticks([])
             ax.set_yticks([])
             if j == 0:
-                ax.set_title(f"{label}: {preds[0][1]} ({preds[0][2]:.0%})", fontsize=9)
+                ax.set_title(label, fontsize=9)
+                top5 = "\n".join(f"{p:.0%} {n[:22]}" for _, n, p in preds)
+                ax.text(0.02, 0.98, top5, transform=ax.transAxes, fontsize=6.5, va="top", ha="left",
+                        bbox={"facecolor": "white", "alpha": 0.75, "edgecolor": "none", "pad": 2})
             else:
                 ax.set_title(title, fontsize=9)
         strip = out_dir / f"{label}.png"
@@ -176,13 +198,14 @@ def run_photo_demo(out_dir, *, animals: bool = False, steps: int = 150, im_size:
     view = "Animals (first 398 ImageNet classes)" if animals else "ImageNet-1k"
     fig.suptitle(f"EfficientNet-Lite0, {view}: CAMs of the top-1 class; decoder {objective}, rank {net.rank}, "
                  f"{steps} steps", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
     figure = out_dir / "photos.png"
     fig.savefig(figure, dpi=90)
     plt.close(fig)
 
     info = {"view": view, "objective": objective, "rank": net.rank, "steps": steps,
-            "final_loss": history[-1] if history else None, "rank_energy": energy,
+            "train_size": min(train_size, im_size), "loss_first_last": loss_summary(history),
+            "rank_energy": energy,
             "refined": refined is not None, "photos": summary}
     summary_path = out_dir / "photos.json"
     summary_path.write_text(json.dumps(info, indent=2))
@@ -198,6 +221,8 @@ def _html(info: dict, strips: list[Path], columns: list[str]) -> str:
         preds = "".join(f"<li>{html.escape(p['name'])} (#{p['class']}): {p['prob']:.1%}</li>" for p in entry["top5"])
         rows.append(f"<tr><td><b>{html.escape(entry['photo'])}</b><ol>{preds}</ol></td>"
                     f"<td><img src=\"{html.escape(strip.name)}\" height=\"200\"></td></tr>")
+    losses = "; ".join(f"{k} {a:.4g} → {b:.4g}" for k, a, b in
+                       ((k, *v) for k, v in (info.get("loss_first_last") or {}).items()))
     note = "" if info["refined"] else "<p>(refined maps: the post-processing pipeline is not installed)</p>"
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>hrcam: pretrained photo demo</title>
@@ -208,6 +233,7 @@ Decoder objective <b>{html.escape(info['objective'])}</b>, rank {info['rank']}, 
 on the bundled photos (augmented). Rank-{info['rank']} head: relative Frobenius error of W
 {e['weight_rel_error']:.3f}, of the low-res CAMs {e.get('cam_rel_error', float('nan')):.3f}
 (after removing each map's mean: {e.get('cam_centered_rel_error', float('nan')):.3f}).</p>
+<p>Decoder loss terms (mean of the first and of the last steps): {html.escape(losses)}.</p>
 <p>Columns: {html.escape(', '.join(columns))} — maps of the top-1 class.</p>{note}
 <table>{''.join(rows)}</table>
 <p><img src="photos.png"></p></body></html>

@@ -124,8 +124,10 @@ def register_demo(demo_subparsers) -> None:
     p.add_argument("--out", default="results/demo_photos", metavar="DIR", help="output folder (default: results/demo_photos)")
     p.add_argument("--animals", action="store_true",
                    help="the seed's Animals view: predictions and maps restricted to the first 398 ImageNet classes")
-    p.add_argument("--steps", type=positive_int, default=150, help="decoder training steps (default: 150)")
-    p.add_argument("--im_size", type=positive_int, default=224, help="image size (default: 224)")
+    p.add_argument("--steps", type=positive_int, default=80, help="decoder training steps (default: 80)")
+    p.add_argument("--im_size", type=positive_int, default=224, help="image size of the maps (default: 224)")
+    p.add_argument("--train_size", type=positive_int, default=128,
+                   help="image size the decoder trains at (fully convolutional; smaller is faster; default: 128)")
     p.add_argument("--rank", type=positive_int, default=64, help="rank of the head factorization (default: 64)")
     p.add_argument("--objective", choices=("reconstruction", "consistency"), default="consistency",
                    help="decoder objective (default: consistency)")
@@ -140,6 +142,7 @@ def run_demo_photos(args) -> int:
 
     try:
         out = run_photo_demo(args.out, animals=args.animals, steps=args.steps, im_size=args.im_size,
+                             train_size=args.train_size,
                              rank=args.rank, objective=args.objective, extra_dir=args.extra_dir, seed=args.seed)
     except ImportError as err:
         raise UserError(str(err)) from None
