@@ -15,6 +15,7 @@ def merge_maps(
     merge_type: str = "blend",
     alpha: float = 0.5,
     low_range: tuple[np.ndarray, np.ndarray] | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """The refined map of each image, in [0, 1].
 
@@ -26,10 +27,11 @@ def merge_maps(
       low-res map is blank it is ``S``, and if both are blank it is all zeros (the seed raised
       an error there; a defined output is more useful in a batch).
 
-    ``low_range`` = per-map (min, max) of ``low_resized`` when already known.
+    ``low_range`` = per-map (min, max) of ``low_resized`` when already known; the result goes
+    into ``out`` when given.
     """
     lo, hi = low_range if low_range is not None else (None, None)
-    low_n = normalize(low_resized, lo, hi)
+    low_n = normalize(low_resized, lo, hi, out=out)
     if hi is None:
         hi = as_work(low_resized).max(axis=tuple(range(1, low_n.ndim)))
     seg = np.asarray(full_segment, dtype=bool)
@@ -72,13 +74,13 @@ def threshold_mask(merged: np.ndarray, threshold: float) -> np.ndarray:
     return normalize(merged) > threshold
 
 
-def apply_mask(images: np.ndarray, keep: np.ndarray) -> np.ndarray:
+def apply_mask(images: np.ndarray, keep: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """The images (``N×H×W×C`` or ``N×H×W``) with every pixel outside ``keep`` set to zero (dtype kept).
 
     ``image · keep``: exact for finite images (x·1 = x, x·0 = ±0). The mask is repeated over
     the channels first, so the product runs over contiguous memory (2.5× faster than
     broadcasting a length-C inner axis)."""
     if images.ndim == keep.ndim:
-        return np.multiply(images, keep, dtype=images.dtype)
+        return np.multiply(images, keep, dtype=images.dtype, out=out)
     k = np.repeat(keep, images.shape[-1], axis=-1).reshape(images.shape)
-    return np.multiply(images, k, dtype=images.dtype)
+    return np.multiply(images, k, dtype=images.dtype, out=out)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from hrcam.postprocessing.filters import (
+    WORK_DTYPE,
     RowRanks,
     as_work,
     box_blur,
@@ -125,42 +126,58 @@ def pipeline_batch(imgs, lows, highs, **params) -> dict:
     if highs.shape[1:] != (H, W):
         raise ValueError(f"high-res maps must have the images' size {H}×{W}, got {highs.shape[1]}×{highs.shape[2]}")
     lows = _check_maps(lows, "lows", n)
-    if n <= CHUNK:
-        return _refine(imgs, lows, highs, p)
-    out: dict = {}
+    out = _allocate(imgs, lows)
     for start in range(0, n, CHUNK):
-        part = _refine(imgs[start:start + CHUNK], lows[start:start + CHUNK], highs[start:start + CHUNK], p)
-        for key, value in part.items():
-            if isinstance(value, list):
-                out.setdefault(key, []).extend(value)
-            else:
-                if key not in out:
-                    out[key] = np.empty((n,) + value.shape[1:], dtype=value.dtype)
-                out[key][start:start + len(value)] = value
+        part = slice(start, start + CHUNK)
+        views = {key: value[part] for key, value in out.items() if isinstance(value, np.ndarray)}
+        _refine(imgs[part], lows[part], highs[part], p, views)
+        out["focal_points"].extend(views["focal_points"])
     return out
 
 
-def _refine(imgs: np.ndarray, lows: np.ndarray, highs: np.ndarray, p) -> dict:
-    """All pipeline steps for one chunk of checked inputs (see :func:`pipeline_batch`)."""
+def _allocate(imgs: np.ndarray, lows: np.ndarray) -> dict:
+    """The output arrays of :func:`pipeline_batch`, in :data:`STEP_KEYS` order; every chunk
+    writes into its slice of them (no per-chunk results to copy)."""
+    n, H, W = imgs.shape[:3]
+    maps = lambda dtype=WORK_DTYPE: np.empty((n, H, W), dtype)  # noqa: E731
+    out = {
+        "blurred": maps(),
+        "low": lows.copy(),
+        "low_resized": maps(),
+        "edges": maps(),
+        "roi": maps(bool),
+        "bounds": np.empty((n, 2), np.float64),
+        "focal_points": [],
+        "segmented": maps(bool),
+        "full_segment": maps(bool),
+        "merged": maps(),
+        "result": np.empty_like(imgs),
+    }
+    assert tuple(out) == STEP_KEYS
+    return out
+
+
+def _refine(imgs: np.ndarray, lows: np.ndarray, highs: np.ndarray, p, out: dict) -> None:
+    """All pipeline steps for one chunk of checked inputs (see :func:`pipeline_batch`), written
+    into ``out`` (the chunk's slices of the output arrays); sets ``out["focal_points"]``."""
     n, H, W = imgs.shape[:3]
 
     # High-res branch
-    blurred = box_blur(normalize(highs))
-    edges = normalize(sobel_magnitude(blurred))
+    blurred = box_blur(normalize(highs), out=out["blurred"])
+    edges = normalize(sobel_magnitude(blurred, out=out["edges"]), out=out["edges"])
 
     # Low-res branch: one partial sort gives the ROI percentile, the global focal points and
     # the min/max used to normalize the low-res map in the merge.
-    low_resized = resize_bilinear(lows, (H, W))
+    low_resized = resize_bilinear(lows, (H, W), out=out["low_resized"])
     n_points = num_global_points(H)
     ranks = RowRanks(low_resized, percentiles=(p.roi_percentile,), top_ks=(n_points,))
-    roi = low_resized > ranks.percentile(p.roi_percentile)[:, None, None]
+    roi = np.greater(low_resized, ranks.percentile(p.roi_percentile)[:, None, None], out=out["roi"])
 
     counts = np.count_nonzero(roi.reshape(n, -1), axis=1)
     empty = counts == 0  # e.g. a constant low-res map: take the bounds over the whole edge map
     roi_for_bounds = roi | empty[:, None, None]
-    bounds = ragged_percentiles(
-        edges[roi_for_bounds], np.where(empty, H * W, counts), (25, 75)
-    ).astype(np.float64)
+    bounds = out["bounds"]
+    bounds[...] = ragged_percentiles(edges[roi_for_bounds], np.where(empty, H * W, counts), (25, 75))
     lower, upper = bounds[:, 0], bounds[:, 1]
 
     if p.focal_scope == "global":
@@ -168,33 +185,22 @@ def _refine(imgs: np.ndarray, lows: np.ndarray, highs: np.ndarray, p) -> dict:
     else:
         seeds = local_focal_mask(lows, (H, W), p.maxima_areas)
 
-    segmented = region_grow(edges, seeds, lower, upper)
+    segmented = region_grow(edges, seeds, lower, upper, out=out["segmented"])
     grown = edges >= upper.astype(edges.dtype)[:, None, None]
     grown &= roi
     grown |= segmented  # segmented ∪ (roi ∧ edges ≥ upper)
-    full_segment = fill_small_holes(grown)
+    full_segment = fill_small_holes(grown, out=out["full_segment"])
 
     merged = merge_maps(
-        full_segment, low_resized, p.merge_type, p.merge_alpha, low_range=(ranks.min, ranks.max)
+        full_segment, low_resized, p.merge_type, p.merge_alpha, low_range=(ranks.min, ranks.max),
+        out=out["merged"],
     )
     if p.filter_type == "percentage":
         keep = percentage_mask(merged, p.filter_percentage)
     else:
         keep = threshold_mask(merged, p.filter_threshold)
-
-    return {
-        "blurred": blurred,
-        "low": lows.copy(),
-        "low_resized": low_resized,
-        "edges": edges,
-        "roi": roi,
-        "bounds": bounds,
-        "focal_points": masks_to_points(seeds),
-        "segmented": segmented,
-        "full_segment": full_segment,
-        "merged": merged,
-        "result": apply_mask(imgs, keep),
-    }
+    apply_mask(imgs, keep, out=out["result"])
+    out["focal_points"] = masks_to_points(seeds)
 
 
 def _single(x, name: str, image: bool = False) -> np.ndarray:
