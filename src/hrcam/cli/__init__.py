@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "hrcam.cli.evaluate",
     "hrcam.cli.compare",
     "hrcam.cli.explain",
+    "hrcam.cli.demo",
 ]
 
 
