@@ -31,6 +31,8 @@ __all__ = [
     "RowRanks",
     "values_at_ranks",
     "top_k_mask",
+    "count_per_row",
+    "stack_nonzero",
 ]
 
 _REFLECT = cv2.BORDER_REFLECT  # "d c b a | a b c d" = scipy.ndimage / scikit-image mode="reflect"
@@ -119,6 +121,26 @@ def sobel_magnitude(maps: np.ndarray, out: np.ndarray | None = None) -> np.ndarr
     np.sqrt(out, out=out)
     out /= _SQRT2
     return out
+
+
+def count_per_row(masks: np.ndarray) -> np.ndarray:
+    """Number of ``True`` pixels of each mask of a stack (``N×…`` → ``N`` ints).
+
+    One ``np.count_nonzero`` per mask: the whole-array count is vectorized, while
+    ``count_nonzero(axis=…)`` sums the mask as integers (about 10× slower)."""
+    return np.array([np.count_nonzero(m) for m in masks], dtype=np.intp).reshape(len(masks))
+
+
+def stack_nonzero(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(n, y, x)`` index arrays of the ``True`` pixels of an ``N×H×W`` stack, in raster order.
+
+    Equal to ``np.nonzero(masks)``, from one flat ``np.flatnonzero`` (which has a fast path that
+    the 3-D ``nonzero`` lacks) and integer division of the flat indices."""
+    n, H, W = masks.shape
+    flat = np.flatnonzero(masks)
+    ns, rest = np.divmod(flat, H * W)
+    ys, xs = np.divmod(rest, W)
+    return ns, ys, xs
 
 
 def _bilinear_taps(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -246,9 +268,9 @@ class RowRanks:
             return np.ones(self.shape, dtype=bool)
         cut = self.values[m - k][:, None]  # the k-th largest value of each map
         keep = self.flat > cut
-        need = k - np.count_nonzero(keep, axis=1)
+        need = k - count_per_row(keep)
         ties = self.flat == cut
-        n_ties = np.count_nonzero(ties, axis=1)
+        n_ties = count_per_row(ties)
         for i in np.flatnonzero(n_ties > need):  # only maps with surplus ties need ordering
             keep[i, np.flatnonzero(ties[i])[: need[i]]] = True
         fill = n_ties <= need

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hrcam.postprocessing.filters import resize_nearest, top_k_mask
+from hrcam.postprocessing.filters import resize_nearest, stack_nonzero, top_k_mask
 
 __all__ = ["global_focal_mask", "local_focal_mask", "mask_to_points", "masks_to_points", "num_global_points"]
 
@@ -58,8 +58,8 @@ def mask_to_points(mask: np.ndarray) -> list[tuple[int, int]]:
 
 
 def masks_to_points(masks: np.ndarray) -> list[list[tuple[int, int]]]:
-    """:func:`mask_to_points` of every mask of an ``N×H×W`` stack (one ``np.nonzero`` call)."""
-    ns, ys, xs = np.nonzero(masks)
+    """:func:`mask_to_points` of every mask of an ``N×H×W`` stack (one ``nonzero`` pass)."""
+    ns, ys, xs = stack_nonzero(masks)
     points = list(zip(xs.tolist(), ys.tolist()))
     edges = np.searchsorted(ns, np.arange(masks.shape[0] + 1))
     return [points[a:b] for a, b in zip(edges[:-1], edges[1:])]

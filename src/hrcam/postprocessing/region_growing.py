@@ -10,6 +10,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from hrcam.postprocessing.filters import stack_nonzero
+
 __all__ = ["label_stack", "region_grow", "fill_small_holes", "MAX_HOLE_SIZE"]
 
 MAX_HOLE_SIZE = 256
@@ -79,7 +81,7 @@ def region_grow(
     inside = band.view(bool)
     np.greater_equal(values, lo, out=inside)
     inside &= values <= hi
-    ns, ys, xs = np.nonzero(seeds & inside)
+    ns, ys, xs = stack_nonzero(seeds)
     for i, y, x in zip(ns.tolist(), ys.tolist(), xs.tolist()):
         if band[i, y, x] == 1:  # not yet reached from an earlier seed
             cv2.floodFill(band[i], None, (x, y), 2, flags=4)

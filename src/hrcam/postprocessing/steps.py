@@ -12,6 +12,7 @@ from hrcam.postprocessing.filters import (
     RowRanks,
     as_work,
     box_blur,
+    count_per_row,
     normalize,
     ragged_percentiles,
     resize_bilinear,
@@ -173,7 +174,7 @@ def _refine(imgs: np.ndarray, lows: np.ndarray, highs: np.ndarray, p, out: dict)
     ranks = RowRanks(low_resized, percentiles=(p.roi_percentile,), top_ks=(n_points,))
     roi = np.greater(low_resized, ranks.percentile(p.roi_percentile)[:, None, None], out=out["roi"])
 
-    counts = np.count_nonzero(roi.reshape(n, -1), axis=1)
+    counts = count_per_row(roi)
     empty = counts == 0  # e.g. a constant low-res map: take the bounds over the whole edge map
     roi_for_bounds = roi | empty[:, None, None]
     bounds = out["bounds"]
