@@ -202,3 +202,15 @@ def test_linear_head_fine_tuning_keeps_the_backbone_frozen():
     assert stats["train_acc"] == 1.0 and stats["val_acc"] == 1.0
     after = net.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_demo_photos_subcommand_parses(tmp_path):
+    import argparse
+
+    from hrcam.cli.pretrained import register_demo, run_demo_photos
+
+    parser = argparse.ArgumentParser()
+    register_demo(parser.add_subparsers(dest="demo_command"))
+    args = parser.parse_args(["photos", "--out", str(tmp_path), "--animals", "--steps", "3"])
+    assert args.func is run_demo_photos and args.animals and args.steps == 3 and args.out == str(tmp_path)
+    assert parser.parse_args(["photos"]).animals is False
