@@ -16,7 +16,7 @@ __all__ = ["label_stack", "region_grow", "fill_small_holes", "MAX_HOLE_SIZE"]
 
 MAX_HOLE_SIZE = 256
 
-#: Most pixels one ``uint16`` labelling may cover: a checkerboard of ``P`` pixels has ``⌈P/2⌉``
+#: Most pixels a ``uint16`` labelling may cover: a checkerboard of ``P`` pixels has ``⌈P/2⌉``
 #: 4-connected components, which plus the background label 0 must fit in 65535 labels.
 _U16_PIXELS = 2 * (np.iinfo(np.uint16).max - 1)
 
@@ -28,19 +28,15 @@ def _separated(n: int, H: int, W: int) -> tuple[np.ndarray, np.ndarray]:
     return buf, buf[:, :H].view(bool)
 
 
-def _label_sizes(tall: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """4-connected labels of a 2-D ``uint8`` mask and the pixel count of every label.
+_LTYPE = {np.dtype(np.uint16): cv2.CV_16U, np.dtype(np.int32): cv2.CV_32S}
 
-    ``uint16`` labels counted by ``cv2.calcHist`` when they cannot overflow (twice as fast as
-    ``np.bincount``, which first converts the labels to ``intp``); ``int32`` + ``bincount`` else.
-    """
-    if tall.size <= _U16_PIXELS:
-        count, labels = cv2.connectedComponents(tall, connectivity=4, ltype=cv2.CV_16U)
-        sizes = cv2.calcHist([labels], [0], None, [count], [0, count]).ravel()
-    else:
-        count, labels = cv2.connectedComponents(tall, connectivity=4, ltype=cv2.CV_32S)
-        sizes = np.bincount(labels.ravel(), minlength=count)
-    return labels, sizes
+
+def _label_sizes(labels: np.ndarray, count: int) -> np.ndarray:
+    """Pixel count of every label ``0 … count−1`` of a label image: ``cv2.calcHist`` for
+    ``uint16`` labels (twice as fast as ``np.bincount``, which first converts them to ``intp``)."""
+    if labels.dtype == np.uint16:
+        return cv2.calcHist([labels], [0], None, [count], [0, count]).ravel()
+    return np.bincount(labels.ravel(), minlength=count)
 
 
 def label_stack(mask: np.ndarray) -> tuple[np.ndarray, int]:
@@ -94,20 +90,30 @@ def fill_small_holes(mask: np.ndarray, max_size: int = MAX_HOLE_SIZE, out: np.nd
     A hole is a 4-connected component of the background, including those touching the border
     (as ``skimage.morphology.remove_small_holes(mask, max_size=max_size)`` counts them):
     ``out = mask ∪ {background pixels whose component has ≤ max_size pixels}``.
-    The background is labelled a few images per call (as many as ``uint16`` labels allow).
+
+    One ``cv2.connectedComponents`` call per image labels the background; then a look-up table
+    ``keep[label] = (label is the mask) or (size[label] ≤ max_size)`` maps the labels to the
+    output. With at most 256 labels (the usual case) the labels fit in ``uint8`` and both the
+    sizes (``cv2.calcHist``) and the look-up (``cv2.LUT``) take one fast pass.
     """
     mask = np.asarray(mask, dtype=bool)
     n, H, W = mask.shape
     out = np.empty(mask.shape, bool) if out is None else out
-    per_call = max(1, _U16_PIXELS // ((H + 1) * W))
-    buf, view = _separated(min(per_call, n), H, W)
-    for start in range(0, n, per_call):
-        part = slice(start, start + per_call)
-        k = len(mask[part])
-        np.logical_not(mask[part], out=view[:k])
-        labels, sizes = _label_sizes(buf[:k].reshape(-1, W))
-        small = sizes <= max_size
-        small[0] = False  # label 0: the mask itself and the separator rows
-        np.take(small, labels.reshape(k, H + 1, W)[:, :H], out=out[part])
-    out |= mask
+    background = np.empty((H, W), np.uint8)
+    wide = np.empty((H, W), np.uint16 if H * W <= _U16_PIXELS else np.int32)
+    narrow = np.empty((H, W), np.uint8)
+    for m, o in zip(mask, out):
+        np.logical_not(m, out=background.view(bool))
+        count, labels = cv2.connectedComponents(background, labels=wide, connectivity=4, ltype=_LTYPE[wide.dtype])
+        if count <= 256:
+            np.copyto(narrow, labels, casting="unsafe")  # exact: labels < 256
+            sizes = cv2.calcHist([narrow], [0], None, [256], [0, 256]).ravel()
+            lut = (sizes <= max_size).view(np.uint8)
+            lut[0] = 1  # label 0 is the mask itself
+            cv2.LUT(narrow, lut, dst=o.view(np.uint8))
+        else:
+            sizes = _label_sizes(labels, count)
+            keep = sizes <= max_size
+            keep[0] = True
+            np.take(keep, labels, out=o)
     return out

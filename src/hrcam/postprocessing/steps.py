@@ -56,8 +56,14 @@ def _numpy(x, name: str) -> np.ndarray:
 
 
 def _check_finite(a: np.ndarray, name: str) -> None:
-    """NaN or ±inf anywhere makes min or max non-finite (two fast reductions, no temporary)."""
-    if a.dtype.kind == "f" and a.size and not (np.isfinite(a.min()) and np.isfinite(a.max())):
+    """NaN or ±inf anywhere makes the sum non-finite (one fast reduction, no temporary); a
+    non-finite sum of finite values (overflow) is told apart by min and max."""
+    if a.dtype.kind != "f" or not a.size:
+        return
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(a.sum()):
+            return
+    if not (np.isfinite(a.min()) and np.isfinite(a.max())):
         raise ValueError(f"{name} contains NaN or inf")
 
 
@@ -176,7 +182,7 @@ def _refine(imgs: np.ndarray, lows: np.ndarray, highs: np.ndarray, p, out: dict)
 
     counts = count_per_row(roi)
     empty = counts == 0  # e.g. a constant low-res map: take the bounds over the whole edge map
-    roi_for_bounds = roi | empty[:, None, None]
+    roi_for_bounds = roi | empty[:, None, None] if empty.any() else roi
     bounds = out["bounds"]
     bounds[...] = ragged_percentiles(edges[roi_for_bounds], np.where(empty, H * W, counts), (25, 75))
     lower, upper = bounds[:, 0], bounds[:, 1]
