@@ -140,6 +140,17 @@ def test_half_model_api_on_the_pretrained_backbone(lite0):
     assert hm.class_name(int(top5[0])) in ("tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat")
 
 
+def test_pretrained_half_model_animals_view():
+    from hrcam.pretrained import pretrained_half_model
+
+    hm = pretrained_half_model(animals=True)
+    assert hm.num_classes == 398 and hm.class_name(285) == "Egyptian cat"
+    img = (_photo("chelsea", 96)[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+    assert all(0 <= c < 398 for c in hm.predictN(img, 5))
+    with pytest.raises(ValueError, match="animals"):
+        pretrained_half_model("resnet18", num_classes=10, animals=True)
+
+
 def test_animals_view_keeps_the_first_398_classes(lite0):
     animals = lite0.with_classes(range(398))
     x = torch.rand(1, 3, 64, 64)

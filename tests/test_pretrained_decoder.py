@@ -128,6 +128,11 @@ def test_decoder_trains_on_cpu_with_the_backbone_bit_identical(tmp_path):
     with torch.no_grad():
         assert torch.equal(net.backbone(x), logits_before)
     assert out["best"].is_file() and out["last"].is_file()
+    from hrcam.pretrained import load_decoder_model
+
+    fm = load_decoder_model(out["best"])
+    high, low, preds = fm.generate_cams(x)
+    assert high.shape == (2, 64, 64) and low.shape == (2, 2, 2) and preds.shape == (2, 1000)
     loaded, meta = load_decoder(out["last"])
     assert meta["backbone"] == "efficientnet_lite0" and meta["arch"]["rank"] == 8
     with torch.no_grad():
