@@ -2,11 +2,12 @@
 
 Each sample is a real handwritten digit from scikit-learn's bundled digits set (1,797 images of
 8×8 pixels, values 0..16, 10 classes), upscaled smoothly (bicubic) to a random size of
-``digit_scale`` (default 35–70 %) of the image side, turned into a soft alpha mask and
+``digit_scale`` (default 40–75 %) of the image side, turned into a soft alpha mask and
 alpha-composited at a random place onto a random, randomly tinted crop of one of scikit-image's
 bundled grayscale texture photos (``brick``, ``grass``, ``gravel``). The digit's colour is drawn
 at random until its luminance differs from the mean luminance of the background under it by at
-least ``min_contrast`` (so the digit stays visible). Nothing is downloaded.
+least ``min_contrast`` (so the digit stays visible; after 100 failed draws it is black or white,
+whichever stands out more). Nothing is downloaded.
 
 Ground truth: the class is the digit; the mask is ``alpha > 0.5``; the box is the mask's tight
 bounding box ``[x0, y0, x1, y1]`` in pixel coordinates, x0/y0 inclusive and x1/y1 exclusive
@@ -47,7 +48,8 @@ __all__ = [
 
 TEXTURES = ("brick", "grass", "gravel")
 DIGIT_CLASSES = tuple(str(d) for d in range(10))
-FORMAT_VERSION = 1
+# Bump whenever the generator's output changes, so that stale demo folders are rebuilt.
+FORMAT_VERSION = 2
 # Rec. 601 luma weights: the "luminance" whose contrast keeps the digit visible.
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float64)
 
@@ -106,9 +108,11 @@ def _random_colour(rng: np.random.Generator) -> np.ndarray:
     return rng.uniform(0.0, 1.0, size=3)
 
 
-def _textured_background(rng: np.random.Generator, size: int) -> np.ndarray:
-    """A random crop of a random texture photo, resized to size×size, colourized with two random
-    colours: ``bg = c0 + (c1 - c0) · g`` where ``g`` is the contrast-stretched gray crop."""
+def _textured_background(rng: np.random.Generator, size: int, amplitude: tuple[float, float]) -> np.ndarray:
+    """A random crop of a random texture photo, resized to size×size and tinted:
+    ``bg = clip(base + a · (g − 0.5) · tint, 0, 1)`` with ``g`` the contrast-stretched gray crop
+    (1st..99th percentile → 0..1), ``base`` and ``tint`` random colours and ``a`` drawn from
+    ``amplitude`` (how strongly the texture shows)."""
     textures = _textures()
     tex = textures[int(rng.integers(len(textures)))]
     side = int(rng.integers(min(96, tex.shape[0]), min(320, tex.shape[0]) + 1))
@@ -120,16 +124,19 @@ def _textured_background(rng: np.random.Generator, size: int) -> np.ndarray:
     g = _resize(crop, (size, size), Image.BILINEAR)
     lo, hi = np.percentile(g, [1, 99])
     g = np.clip((g - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
-    c0, c1 = _random_colour(rng), _random_colour(rng)
-    return c0 + (c1 - c0) * g[..., None]
+    base = _random_colour(rng)
+    tint = rng.uniform(0.3, 1.0, size=3)
+    a = rng.uniform(*amplitude)
+    return np.clip(base + a * (g[..., None] - 0.5) * tint, 0.0, 1.0)
 
 
 def make_sample(
     rng: np.random.Generator,
     digit_index: int,
     size: int = 64,
-    digit_scale: tuple[float, float] = (0.35, 0.70),
-    min_contrast: float = 0.3,
+    digit_scale: tuple[float, float] = (0.40, 0.75),
+    min_contrast: float = 0.5,
+    texture_amplitude: tuple[float, float] = (0.1, 0.35),
 ) -> DemoSample:
     """Compose one digit (``digit_index`` into scikit-learn's digits) on a random texture.
 
@@ -146,7 +153,7 @@ def make_sample(
     glyph = images[digit_index]
     label = int(targets[digit_index])
 
-    background = _textured_background(rng, size)
+    background = _textured_background(rng, size, texture_amplitude)
     side = int(round(rng.uniform(lo, hi) * size))
     side = max(8, min(side, size))
     # Slight random aspect change (±15 %) so digits are not all square.

@@ -1,0 +1,62 @@
+"""The demo workflow end to end at a micro scale (32 px, tiny data, one epoch each)."""
+import json
+import math
+
+import pytest
+
+from hrcam.workflows.demo import DemoConfig, run_demo
+
+MAP_KEYS = ("pointing_game", "pointing_game_tol", "energy_pointing_game", "box_acc_cam",
+            "box_acc_casm", "mask_iou")
+
+
+@pytest.fixture(scope="module")
+def micro(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo_run")
+    cfg = DemoConfig(size=32, train=20, test=10, half_epochs=1, full_epochs=1, batch_size=10,
+                     arch={"init_filters": 8, "growth_rate": 4, "layers_per_block": 2},
+                     objectives=("reconstruction", "consistency"), gallery=3, threads=1)
+    metrics = run_demo(root / "out", root / "data", cfg, progress=False)
+    return root, cfg, metrics
+
+
+def test_files_and_metrics(micro):
+    root, cfg, metrics = micro
+    out = root / "out"
+    for name in ("report.md", "metrics.json", "gallery_reconstruction.png", "gallery_consistency.png",
+                 "pipeline.png", "half/last_weights.safetensors",
+                 "full_reconstruction/last_weights.safetensors", "stages.json"):
+        assert (out / name).is_file(), name
+    assert (root / "data/annotations.json").is_file()
+    on_disk = json.loads((out / "metrics.json").read_text())
+    assert on_disk["classification"]["accuracy"] == metrics["classification"]["accuracy"]
+    assert 0.0 <= metrics["classification"]["accuracy"] <= 1.0
+    for kind in ("low", "high", "refined", "high_consistency", "refined_consistency", "center"):
+        for key in MAP_KEYS:
+            v = on_disk["maps"][kind][key]
+            assert v is not None and math.isfinite(v) and 0.0 <= v <= 1.0, (kind, key, v)
+        assert on_disk["maps"][kind]["count"] == 10
+    for stage in ("data", "train_half", "train_full_reconstruction", "evaluate_reconstruction"):
+        assert on_disk["wall_time_s"][stage] >= 0.0
+    report = (out / "report.md").read_text()
+    assert "high-res CAM" in report and "gallery_reconstruction.png" in report
+
+
+def test_rerun_reuses_finished_stages(micro):
+    root, cfg, _ = micro
+    stages_before = json.loads((root / "out/stages.json").read_text())
+    weights = root / "out/half/last_weights.safetensors"
+    mtime = weights.stat().st_mtime_ns
+    from hrcam.report import Table
+
+    extra = Table("Faithfulness (extra)", ["method", "AD"], [["cam", 12.5]])
+    run_demo(root / "out", root / "data", cfg, progress=False, extra_tables=[extra])
+    assert weights.stat().st_mtime_ns == mtime  # not retrained
+    assert json.loads((root / "out/stages.json").read_text()) == stages_before
+    report = (root / "out/report.md").read_text()
+    assert "## Other methods" in report and "| cam | 12.500 |" in report
+
+
+def test_config_rejects_bad_objective():
+    with pytest.raises(ValueError, match="objectives"):
+        DemoConfig(objectives=("nonsense",))
