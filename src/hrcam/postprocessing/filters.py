@@ -160,14 +160,16 @@ def resize_bilinear(maps: np.ndarray, shape: tuple[int, int], out: np.ndarray | 
     """Bilinear resize of each ``N×h×w`` map to ``N×H×W`` (half-pixel centres, edge clamp).
 
     Columns first, then rows: ``c = a[:, x0] + (a[:, x1] − a[:, x0])·t_x`` (on the small map),
-    ``out = c[y0] + (c[y1] − c[y0])·t_y`` (whole rows at a time, the cheap direction).
+    ``out = c[y0] + (c[y1] − c[y0])·t_y`` (whole rows at a time, the cheap direction; the row
+    differences ``c[y1] − c[y0]`` are taken on the small map, as ``y1`` is a function of ``y0``).
     This is the usual "align_corners=False" bilinear upsampling (PIL, OpenCV, PyTorch), done
     with element-wise arithmetic only, so every image gets identical numbers in any batch (and a
-    same-size "resize" returns the map unchanged, as ``t = 0`` there).
+    same-size "resize" returns the map unchanged, as ``t = 0`` there; a constant map stays
+    exactly constant, which ``cv2.resize``'s weighted sums do not guarantee).
     """
     a = as_work(maps)
     H, W = shape
-    y0, y1, ty = _bilinear_taps(a.shape[1], H)
+    y0, _, ty = _bilinear_taps(a.shape[1], H)
     x0, x1, tx = _bilinear_taps(a.shape[2], W)
     # np.take keeps C order (fancy indexing on the last axis would return a transposed layout)
     cols = np.take(a, x0, axis=2)
@@ -175,9 +177,12 @@ def resize_bilinear(maps: np.ndarray, shape: tuple[int, int], out: np.ndarray | 
     step -= cols
     step *= tx.astype(a.dtype)[None, None, :]
     cols += step
+    h = a.shape[1]
+    below = np.minimum(np.arange(h) + 1, h - 1)  # y1 of a source row y0 (edge clamped)
+    row_step = np.take(cols, below, axis=1)
+    row_step -= cols
     out = np.take(cols, y0, axis=1, out=out)
-    step = np.take(cols, y1, axis=1)
-    step -= out
+    step = np.take(row_step, y0, axis=1)
     step *= ty.astype(a.dtype)[None, :, None]
     out += step
     return out
@@ -267,15 +272,16 @@ class RowRanks:
         if k >= m:
             return np.ones(self.shape, dtype=bool)
         cut = self.values[m - k][:, None]  # the k-th largest value of each map
-        keep = self.flat > cut
-        need = k - count_per_row(keep)
-        ties = self.flat == cut
-        n_ties = count_per_row(ties)
-        for i in np.flatnonzero(n_ties > need):  # only maps with surplus ties need ordering
-            keep[i, np.flatnonzero(ties[i])[: need[i]]] = True
-        fill = n_ties <= need
-        keep[fill] |= ties[fill]
+        keep = self.flat >= cut  # the k largest and any further pixels tied with the k-th
+        surplus = count_per_row(keep) - k
+        for i in np.flatnonzero(surplus):  # drop the surplus ties, last ones in raster order first
+            ties = np.flatnonzero(self.flat[i] == cut[i])
+            keep[i, ties[len(ties) - surplus[i]:]] = False
         return keep.reshape(self.shape)
+
+    def kth_largest(self, k: int) -> np.ndarray | None:
+        """The ``k``-th largest value of every map (shape N), if it was asked for at construction."""
+        return self.values.get(self.flat.shape[1] - k)
 
 
 def ragged_percentiles(values: np.ndarray, counts: np.ndarray, qs) -> np.ndarray:
