@@ -43,7 +43,7 @@ def main() -> None:
     from hrcam.data.annotations import load_ground_truth
     from hrcam.data.demo import build_demo_dataset
     from hrcam.data.folders import ClassFolderDataset
-    from hrcam.demo_photos import loss_summary, train_decoder_steps
+    from hrcam.demo_photos import decoder_detail, loss_summary, train_decoder_steps
     from hrcam.metrics.localization import localization_metrics, summarize
     from hrcam.models.backbones import build_backbone
     from hrcam.models.decoder import DecoderNet
@@ -103,6 +103,8 @@ def main() -> None:
             r = compute_cams(dec, x, high=True)
             return r.high.numpy(), r.classes
         result["lite0_head_high"] = score(high_maps)
+        x0 = torch.stack([test[i][0] for i in range(min(32, len(test)))])
+        result["decoder"]["detail"] = decoder_detail(dec, x0)
         try:
             from hrcam.postprocessing import pipeline_batch
 

@@ -175,7 +175,7 @@ def test_photo_demo_writes_figure_and_page_and_animals_view(tmp_path):
                          names=("chelsea", "coffee"), batch_size=2, progress=False)
     assert out["figure"].stat().st_size > 0 and out["html"].is_file()
     info = json.loads(out["summary"].read_text())
-    assert info["view"].startswith("Animals")
+    assert info["view"].startswith("Animals") and info["decoder_detail"] > 0  # one step moved the maps
     for entry in info["photos"]:
         assert len(entry["top5"]) == 5
         assert all(0 <= p["class"] < 398 for p in entry["top5"])

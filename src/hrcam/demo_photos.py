@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from hrcam.models.backbones import build_backbone
 from hrcam.models.decoder import DecoderNet, rank_energy
 
-__all__ = ["PHOTOS", "load_photos", "train_decoder_steps", "run_photo_demo", "ANIMAL_CLASSES"]
+__all__ = ["PHOTOS", "load_photos", "train_decoder_steps", "run_photo_demo", "decoder_detail", "loss_summary",
+           "ANIMAL_CLASSES"]
 
 #: scikit-image photos bundled with the package (no pooch download needed)
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "stereo_motorcycle")
@@ -87,6 +88,16 @@ def train_decoder_steps(net: DecoderNet, dataset, steps: int, batch_size: int = 
     bar.close()
     net.eval()
     return history
+
+
+@torch.no_grad()
+def decoder_detail(net: DecoderNet, x: torch.Tensor) -> float:
+    """``‖A_high − upsample(V_r·A)‖ / ‖upsample(V_r·A)‖``: how far the decoder moved the maps
+    from the upsampled rank-r low-res maps it starts from (0 for an untrained residual decoder)."""
+    out = net.forward_maps(x, high=True)
+    base = F.interpolate(torch.einsum("rc,nchw->nrhw", net.head_v, out.low_features), size=x.shape[-2:],
+                         mode="bilinear", align_corners=False)
+    return float((out.high_features - base).norm() / base.norm())
 
 
 def loss_summary(history: list[dict[str, float]], window: int = 10) -> dict[str, list[float]]:
@@ -163,6 +174,7 @@ def run_photo_demo(out_dir, *, animals: bool = False, steps: int = 80, im_size: 
     with torch.no_grad():
         res = compute_cams(net, photos, high=True)
         energy = rank_energy(net.low_weight, net.rank, net.backbone.features(photos))
+        detail = decoder_detail(net, photos)
     probs = res.probs
     top = probs.topk(5, dim=1)
     images = photos.permute(0, 2, 3, 1).numpy()
@@ -205,7 +217,7 @@ def run_photo_demo(out_dir, *, animals: bool = False, steps: int = 80, im_size: 
 
     info = {"view": view, "objective": objective, "rank": net.rank, "steps": steps,
             "train_size": min(train_size, im_size), "loss_first_last": loss_summary(history),
-            "rank_energy": energy,
+            "rank_energy": energy, "decoder_detail": detail,
             "refined": refined is not None, "photos": summary}
     summary_path = out_dir / "photos.json"
     summary_path.write_text(json.dumps(info, indent=2))
@@ -232,7 +244,9 @@ def _html(info: dict, strips: list[Path], columns: list[str]) -> str:
 Decoder objective <b>{html.escape(info['objective'])}</b>, rank {info['rank']}, {info['steps']} training steps
 on the bundled photos (augmented). Rank-{info['rank']} head: relative Frobenius error of W
 {e['weight_rel_error']:.3f}, of the low-res CAMs {e.get('cam_rel_error', float('nan')):.3f}
-(after removing each map's mean: {e.get('cam_centered_rel_error', float('nan')):.3f}).</p>
+(after removing each map's mean: {e.get('cam_centered_rel_error', float('nan')):.3f}).
+The decoder moved the high-res maps by {info['decoder_detail']:.3f} (relative norm) from the
+upsampled rank-{info['rank']} low-res maps it starts from.</p>
 <p>Decoder loss terms (mean of the first and of the last steps): {html.escape(losses)}.</p>
 <p>Columns: {html.escape(', '.join(columns))} — maps of the top-1 class.</p>{note}
 <table>{''.join(rows)}</table>
