@@ -220,11 +220,15 @@ def values_at_ranks(values: np.ndarray, ranks) -> dict[int, np.ndarray]:
 
     Nested single-rank partitions (``np.partition`` with one ``kth`` on the full rows, then on the
     shrinking upper remainder), which is several times cheaper than one ``np.partition`` with
-    many ``kth`` values.
+    many ``kth`` values. The rank just above a partition point (e.g. the two neighbours of a
+    percentile) is the minimum of the remainder: one reduction instead of a partition.
     """
     out: dict[int, np.ndarray] = {}
     block, offset = values, 0
     for r in sorted(set(int(r) for r in ranks)):
+        if r == offset:  # the smallest value of the remainder
+            out[r] = block.min(axis=-1)
+            continue
         part = np.partition(block, r - offset, axis=-1)
         out[r] = part[..., r - offset]
         block, offset = part[..., r - offset + 1:], r + 1
