@@ -107,19 +107,19 @@ def sobel_magnitude(maps: np.ndarray, out: np.ndarray | None = None) -> np.ndarr
     """
     a = as_work(maps)
     out = _output(out, a.shape)
-    n, H, W = a.shape
+    H, W = a.shape[1:]
     g64 = np.empty((H, W), np.float64)
-    g_r, g_c = np.empty(a.shape, WORK_DTYPE), np.empty(a.shape, WORK_DTYPE)
-    for src, dr, dc in zip(a, g_r, g_c):
+    g_c = np.empty((H, W), WORK_DTYPE)
+    for src, g_r in zip(a, out):  # image by image: the temporaries stay in cache
         cv2.Sobel(src, cv2.CV_64F, 0, 1, dst=g64, ksize=3, scale=0.25, borderType=_REFLECT)
-        np.copyto(dr, g64, casting="same_kind")
+        np.copyto(g_r, g64, casting="same_kind")
         cv2.Sobel(src, cv2.CV_64F, 1, 0, dst=g64, ksize=3, scale=0.25, borderType=_REFLECT)
-        np.copyto(dc, g64, casting="same_kind")
-    np.multiply(g_r, g_r, out=out)
-    np.multiply(g_c, g_c, out=g_c)
-    out += g_c
-    np.sqrt(out, out=out)
-    out /= _SQRT2
+        np.copyto(g_c, g64, casting="same_kind")
+        np.multiply(g_r, g_r, out=g_r)
+        np.multiply(g_c, g_c, out=g_c)
+        np.add(g_r, g_c, out=g_r)
+        np.sqrt(g_r, out=g_r)
+        np.divide(g_r, _SQRT2, out=g_r)
     return out
 
 
