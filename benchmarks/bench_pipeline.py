@@ -11,9 +11,12 @@ Rows, all on the same N images:
   as the seed's original code did (row skipped when SimpleITK is not installed; it is not a
   dependency of hrcam).
 
-Every row's refined maps and masks are compared with ``pipeline_batch``'s. Usage:
+Every row's refined maps and masks are compared with ``pipeline_batch``'s. Times are ms per
+image, CPU time of this process (``time.process_time``: fair on a shared machine) and wall time,
+and the last column is how many times more CPU the row needs than ``pipeline_batch``. OpenCV,
+NumPy and BLAS are held to one thread. Usage:
 
-    python benchmarks/bench_pipeline.py [--n 64] [--size 224] [--repeats 3]
+    python benchmarks/bench_pipeline.py [--n 64] [--size 224] [--repeats 3] [--dtype float32]
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy import ndimage as ndi  # noqa: E402
 
@@ -38,10 +42,13 @@ from hrcam.postprocessing import pipeline, pipeline_batch  # noqa: E402
 COMPARED = ("roi", "segmented", "full_segment", "merged", "result")
 
 
-def make_inputs(n: int, size: int, seed: int = 0):
-    """Smooth random CAMs like a network's: high-res maps with blobs, low-res at size/16."""
+def make_inputs(n: int, size: int, seed: int = 0, dtype: str = "float32"):
+    """Smooth random CAMs like a network's: high-res maps with blobs, low-res at size/16;
+    RGB images as float32 in [0, 1] or uint8."""
     rng = np.random.default_rng(seed)
     imgs = rng.random((n, size, size, 3), dtype=np.float32)
+    if dtype == "uint8":
+        imgs = (imgs * 255).astype(np.uint8)
     highs = ndi.gaussian_filter(rng.standard_normal((n, size, size)), (0, size / 40, size / 40))
     lows = ndi.gaussian_filter(rng.standard_normal((n, size // 16, size // 16)), (0, 1, 1))
     return imgs, lows.astype(np.float32), highs.astype(np.float32)
@@ -93,10 +100,12 @@ def main(argv=None) -> int:
     ap.add_argument("--reference_n", type=int, default=16,
                     help="images timed for the (slow) reference rows (default: 16)")
     ap.add_argument("--focal_scope", default="global", choices=("global", "local"))
+    ap.add_argument("--dtype", default="float32", choices=("float32", "uint8"), help="image dtype")
     args = ap.parse_args(argv)
     params = {"focal_scope": args.focal_scope}
+    cv2.setNumThreads(1)
 
-    imgs, lows, highs = make_inputs(args.n, args.size)
+    imgs, lows, highs = make_inputs(args.n, args.size, dtype=args.dtype)
     pipeline_batch(imgs[:2], lows[:2], highs[:2], **params)  # warm-up (imports, allocator)
 
     rows = []
@@ -121,14 +130,18 @@ def main(argv=None) -> int:
                      disagreement(sub, out)))
 
     fast = rows[0][1]
-    print(f"post-processing pipeline, {args.size}×{args.size}, focal_scope={args.focal_scope}, "
-          f"one thread, best of {args.repeats} (batch rows), ms per image")
+    print(f"post-processing pipeline, {args.size}×{args.size} {args.dtype} images, "
+          f"focal_scope={args.focal_scope}, one thread, best of {args.repeats} (hrcam rows), ms per image")
     print(f"{'implementation':48s} {'wall':>7s} {'CPU':>7s} {'CPU ÷ batch':>11s}  outputs vs pipeline_batch")
     for name, sec, agree in rows:
         if sec is None:
             print(f"{name:48s} {'-':>7s} {'-':>7s} {'-':>11s}  {agree}")
         else:
             print(f"{name:48s} {sec[0] * 1e3:7.2f} {sec[1] * 1e3:7.2f} {sec[1] / fast[1]:11.1f}  {agree}")
+    sitk = rows[-1][1]
+    if sitk is not None:
+        print(f"pipeline_batch vs the SimpleITK reference: {sitk[1] / fast[1]:.1f}× less CPU time, "
+              f"{sitk[0] / fast[0]:.1f}× less wall time")
     return 0
 
 
