@@ -1,9 +1,8 @@
 """Region growing and hole filling on whole stacks of masks, with OpenCV.
 
-Connectivity is 4 (face) connectivity inside each image and nothing across images. Several
-images are labelled in one ``cv2.connectedComponents`` call by stacking them vertically into one
-tall 2-D mask with an all-zero separator row between consecutive images: a component cannot
-cross a zero row, so the components of the tall mask are exactly those of the single images.
+Connectivity is 4 (face) connectivity inside each image and nothing across images (OpenCV works
+on one 2-D image per call). Region growing is a flood fill from the seeds (``cv2.floodFill``),
+hole filling a labelling of the background (``cv2.connectedComponents``) with a size look-up.
 """
 from __future__ import annotations
 
@@ -21,13 +20,6 @@ MAX_HOLE_SIZE = 256
 _U16_PIXELS = 2 * (np.iinfo(np.uint16).max - 1)
 
 
-def _separated(n: int, H: int, W: int) -> tuple[np.ndarray, np.ndarray]:
-    """A zeroed ``uint8`` buffer ``n×(H+1)×W`` (row ``H`` of each image is the separator) and its
-    ``n×H×W`` image part viewed as ``bool``, to be written with ``out=``."""
-    buf = np.zeros((n, H + 1, W), np.uint8)
-    return buf, buf[:, :H].view(bool)
-
-
 _LTYPE = {np.dtype(np.uint16): cv2.CV_16U, np.dtype(np.int32): cv2.CV_32S}
 
 
@@ -41,12 +33,16 @@ def _label_sizes(labels: np.ndarray, count: int) -> np.ndarray:
 
 def label_stack(mask: np.ndarray) -> tuple[np.ndarray, int]:
     """4-connected components of every image of an ``N×H×W`` boolean mask, labels unique over the
-    stack (0 = background), as an ``int32`` ``N×H×W`` array and the number of labels."""
+    stack (0 = background), as an ``int32`` ``N×H×W`` array and the number of labels.
+
+    One ``cv2.connectedComponents`` call for the whole stack: the images are stacked vertically
+    into one tall 2-D mask with an all-zero separator row between consecutive images, which no
+    component can cross."""
     mask = np.asarray(mask, dtype=bool)
     n, H, W = mask.shape
-    buf, view = _separated(n, H, W)
-    view[...] = mask
-    count, labels = cv2.connectedComponents(buf.reshape(-1, W), connectivity=4, ltype=cv2.CV_32S)
+    tall = np.zeros((n, H + 1, W), np.uint8)  # row H of each image: the separator
+    tall[:, :H] = mask
+    count, labels = cv2.connectedComponents(tall.reshape(-1, W), connectivity=4, ltype=cv2.CV_32S)
     return labels.reshape(n, H + 1, W)[:, :H], count
 
 
