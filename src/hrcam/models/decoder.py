@@ -17,13 +17,14 @@ S/16, S/8, S/4, S/2 (see :meth:`BackboneNet.features`) are reduced to ``width`` 
 convs; starting from ``[1×1 conv(A), V_r·A]`` at the backbone's resolution, each step upsamples
 bilinearly to the next skip's size, concatenates the reduced skip, and applies two 3×3
 conv + ReLU layers; a last step at input resolution concatenates the normalized image and applies
-two 3×3 conv + ReLU layers of ``width/2`` channels. A 1×1 conv gives ``r`` channels ``D``; with ``residual=True`` (default)
+two 3×3 conv + ReLU layers; the two finest steps (S/2, S) use ``width/2`` channels. A 1×1 conv gives ``r`` channels ``D``; with ``residual=True`` (default)
 
     A_high = upsample_bilinear(V_r·A) + D
 
 so an untrained decoder already yields the (rank-r) low-res CAMs upsampled, and training adds
 detail. The reconstruction head (seed: autoencoder objective) is a 1×1 conv r → 3 on
-``A_high``, so reconstructing the image forces ``A_high`` to carry its structure.
+``A_high`` (weights initialized to zero), so reconstructing the image forces ``A_high`` to carry
+its structure.
 
 The backbone is frozen: no gradients, batch norms in eval mode, so classification is identical
 to the backbone's own (same logits, bit for bit).
@@ -106,19 +107,23 @@ class DecoderNet(CAMNetwork):
         self.register_buffer("head_v", v.to(device))  # r×C
         skip_channels = self._probe_skips()
         self.top = nn.Sequential(nn.Conv2d(backbone.feature_channels, width, 1), nn.ReLU(inplace=True))
-        self.laterals = nn.ModuleList(nn.Conv2d(ch, width, 1) for ch in skip_channels)
-        first_in = width + self.rank
-        self.ups = nn.ModuleList(
-            _conv_block((first_in if i == 0 else width) + width, width) for i in range(len(skip_channels))
-        )
-        last_in = (first_in if not skip_channels else width) + 3
-        fine = max(1, width // 2)  # the full-resolution stage dominates time and memory
+        # channels per decoder step: `width` at the coarse steps, width/2 at the two finest
+        # (S/2 and S), which dominate time and memory
+        fine = max(1, width // 2)
+        n = len(skip_channels)
+        widths = [width if i < n - 1 else fine for i in range(n)]
+        self.laterals = nn.ModuleList(nn.Conv2d(ch, w, 1) for ch, w in zip(skip_channels, widths))
+        ins = [width + self.rank] + widths[:-1]
+        self.ups = nn.ModuleList(_conv_block(cin + w, w) for cin, w in zip(ins, widths))
+        last_in = (widths[-1] if n else width + self.rank) + 3
         self.final = _conv_block(last_in, fine)
         self.to_rank = nn.Conv2d(fine, self.rank, 1)
         self.reconstruction = nn.Conv2d(self.rank, 3, 1)
         if self.residual:  # start exactly at the upsampled rank-r low-res maps
             nn.init.zeros_(self.to_rank.weight)
             nn.init.zeros_(self.to_rank.bias)
+        # start the reconstruction at a constant image, not at a random mix of CAM-scaled channels
+        nn.init.zeros_(self.reconstruction.weight)
         self.to(device)
 
     def _probe_skips(self) -> list[int]:
