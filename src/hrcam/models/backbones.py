@@ -19,7 +19,6 @@ safetensors file or a ``torch.load(..., weights_only=True)`` state dict instead.
 """
 from __future__ import annotations
 
-import copy
 from collections import OrderedDict
 from pathlib import Path
 from typing import Sequence
@@ -210,9 +209,9 @@ def _check_name(name: str) -> None:
         raise ValueError(_unsupported(str(name)))
     if name == "efficientnet_lite0":
         return
-    from torchvision.models import list_models
+    import torchvision.models as tv_models
 
-    if name not in list_models(module=__import__("torchvision").models):
+    if name not in tv_models.list_models(module=tv_models):
         raise ValueError(f"unknown torchvision model {name!r}")
 
 
@@ -357,8 +356,3 @@ def freeze(module: nn.Module) -> nn.Module:
     module.requires_grad_(False)
     module.eval()
     return module
-
-
-def copy_network(net: BackboneNet) -> BackboneNet:
-    """A deep copy (for fine-tuning a head without touching the original)."""
-    return copy.deepcopy(net)
