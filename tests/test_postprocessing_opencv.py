@@ -9,7 +9,7 @@ from scipy import ndimage as ndi
 from skimage import filters, morphology
 
 from _pipeline_reference import grow, top_k
-from hrcam.postprocessing import pipeline
+from hrcam.postprocessing import pipeline, pipeline_batch
 from hrcam.postprocessing.filters import RowRanks, box_blur, sobel_magnitude
 from hrcam.postprocessing.merge import apply_mask, percentage_mask
 from hrcam.postprocessing.region_growing import fill_small_holes, label_stack, region_grow
@@ -119,3 +119,16 @@ def test_huge_finite_images_are_accepted_and_non_finite_ones_rejected():
     img[1, 2, 0] = -np.inf
     with pytest.raises(ValueError, match="NaN or inf"):
         pipeline(img, np.ones((2, 2)), np.ones((6, 6)))
+
+
+def test_non_contiguous_inputs_give_the_same_outputs():
+    rng = np.random.default_rng(6)
+    imgs = rng.random((2, 3, 20, 18)).astype(np.float32)  # N×C×H×W, seen as N×H×W×C below
+    highs = ndi.gaussian_filter(rng.random((2, 18, 20)), (0, 1, 1)).astype(np.float32)
+    lows = rng.random((2, 4, 5)).astype(np.float32)
+    views = (imgs.transpose(0, 2, 3, 1), lows, highs.transpose(0, 2, 1))
+    copies = tuple(np.ascontiguousarray(v) for v in views)
+    assert not views[0].flags.c_contiguous and not views[2].flags.c_contiguous
+    a, b = pipeline_batch(*views), pipeline_batch(*copies)
+    for key in a:
+        assert (a[key] == b[key]) if key == "focal_points" else np.array_equal(a[key], b[key]), key

@@ -77,11 +77,11 @@ def box_blur(maps: np.ndarray, size: int = 5, out: np.ndarray | None = None) -> 
     ``scipy.ndimage.uniform_filter`` does: the mean over ``size`` rows first (double-precision
     sum, rounded to float32), then the mean of that over ``size`` columns. Both passes are
     OpenCV's vertical ``size×1`` box filter (vectorized; its horizontal one is not): the second
-    runs on the transposed image.
+    runs on the transposed image. ``out``, if given, must be C-contiguous (OpenCV writes into it).
     """
     if size % 2 != 1:
         raise ValueError(f"box filter size must be odd, got {size}")
-    a = as_work(maps)
+    a = np.ascontiguousarray(as_work(maps))
     out = _output(out, a.shape)
     _, H, W = a.shape
     rows = np.empty((H, W), WORK_DTYPE)
@@ -103,9 +103,9 @@ def sobel_magnitude(maps: np.ndarray, out: np.ndarray | None = None) -> np.ndarr
     ``scipy.ndimage.convolve``) we sum the six products in double precision and round the
     gradient once to float32 (OpenCV's Sobel with a float64 output; the sign of the kernel does
     not matter as it is squared); the magnitude is then float32 arithmetic in scikit-image's
-    order: ``sqrt(g_r² + g_c²) / sqrt(2)``.
+    order: ``sqrt(g_r² + g_c²) / sqrt(2)``. ``out``, if given, must be C-contiguous.
     """
-    a = as_work(maps)
+    a = np.ascontiguousarray(as_work(maps))
     out = _output(out, a.shape)
     H, W = a.shape[1:]
     g64 = np.empty((H, W), np.float64)

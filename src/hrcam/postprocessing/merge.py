@@ -89,6 +89,6 @@ def apply_mask(images: np.ndarray, keep: np.ndarray, out: np.ndarray | None = No
         return np.multiply(images, keep, dtype=images.dtype, out=out)
     channels = images.shape[-1]
     k = np.empty(images.shape, np.uint8)
-    for m, dst in zip(keep.view(np.uint8), k):
+    for m, dst in zip(np.ascontiguousarray(keep, dtype=bool).view(np.uint8), k):
         cv2.merge([m] * channels, dst=dst)
     return np.multiply(images, k.view(bool), dtype=images.dtype, out=out)

@@ -182,7 +182,7 @@ def _refine(imgs: np.ndarray, lows: np.ndarray, highs: np.ndarray, p, out: dict)
 
     counts = count_per_row(roi)
     empty = counts == 0  # e.g. a constant low-res map: take the bounds over the whole edge map
-    roi_for_bounds = roi | empty[:, None, None] if empty.any() else roi
+    roi_for_bounds = (roi | empty[:, None, None]) if empty.any() else roi
     bounds = out["bounds"]
     bounds[...] = ragged_percentiles(edges[roi_for_bounds], np.where(empty, H * W, counts), (25, 75))
     lower, upper = bounds[:, 0], bounds[:, 1]
