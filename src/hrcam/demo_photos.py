@@ -165,7 +165,9 @@ def run_photo_demo(out_dir, *, animals: bool = False, steps: int = 80, im_size: 
 
     items: list = list(photos)
     if extra_dir is not None:
-        items += find_images(extra_dir)[: 8 * len(photos)]
+        files = find_images(extra_dir)
+        cap = 8 * len(photos)  # the photos stay the larger share of the training data
+        items += files[:: max(1, len(files) // cap)][:cap]  # spread over all class folders
     repeat = max(1, (steps * batch_size) // max(1, len(items)))
     dataset = ImageListDataset(items * min(repeat, 50), min(train_size, im_size), seed_augmentation())
     history = train_decoder_steps(net, dataset, steps, batch_size=batch_size, objective=objective, seed=seed,

@@ -13,6 +13,9 @@ import json
 from hrcam.cli.common import add_distributed_args, distributed_kwargs, nonneg_float, positive_int
 from hrcam.errors import UserError
 
+#: where 'hrcam demo run' keeps the digits demo data (used by 'hrcam demo photos' when present)
+DEFAULT_DEMO_DATA = "data/demo"
+
 DECODER_DESCRIPTION = """\
 Train the expansion network (decoder) that gives a frozen pretrained classifier high-resolution
 CAMs. The backbone is not changed: its predictions and low-res CAMs stay bit-identical. The head
@@ -132,18 +135,26 @@ def register_demo(demo_subparsers) -> None:
     p.add_argument("--objective", choices=("reconstruction", "consistency"), default="consistency",
                    help="decoder objective (default: consistency)")
     p.add_argument("--extra_dir", default=None, metavar="DIR",
-                   help="more training images for the decoder (e.g. the digits demo data)")
+                   help=f"more training images for the decoder (default: {DEFAULT_DEMO_DATA}/train when present, "
+                        "the digits demo data of 'hrcam demo run')")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.set_defaults(func=run_demo_photos)
 
 
 def run_demo_photos(args) -> int:
+    from pathlib import Path
+
     from hrcam.demo_photos import run_photo_demo
 
+    extra = args.extra_dir
+    if extra is None and (Path(DEFAULT_DEMO_DATA) / "train").is_dir():
+        extra = str(Path(DEFAULT_DEMO_DATA) / "train")
+    elif extra is not None and not Path(extra).is_dir():
+        raise UserError(f"--extra_dir: folder not found: {extra}")
     try:
         out = run_photo_demo(args.out, animals=args.animals, steps=args.steps, im_size=args.im_size,
                              train_size=args.train_size,
-                             rank=args.rank, objective=args.objective, extra_dir=args.extra_dir, seed=args.seed)
+                             rank=args.rank, objective=args.objective, extra_dir=extra, seed=args.seed)
     except ImportError as err:
         raise UserError(str(err)) from None
     print(json.dumps({k: str(v) for k, v in out.items()}))
