@@ -171,8 +171,9 @@ def test_cli_train_decoder_help_and_run(tmp_path, monkeypatch, capsys):
 def test_photo_demo_writes_figure_and_page_and_animals_view(tmp_path):
     from hrcam.demo_photos import run_photo_demo
 
+    _write_images(tmp_path / "extra" / "3", n=2)
     out = run_photo_demo(tmp_path / "demo", animals=True, steps=1, im_size=64, rank=8,
-                         names=("chelsea", "coffee"), batch_size=2, progress=False)
+                         names=("chelsea", "coffee"), batch_size=2, progress=False, extra_dir=tmp_path / "extra")
     assert out["figure"].stat().st_size > 0 and out["html"].is_file()
     info = json.loads(out["summary"].read_text())
     assert info["view"].startswith("Animals") and info["decoder_detail"] > 0  # one step moved the maps
