@@ -6,6 +6,7 @@ on the same model and images, as one table (Markdown, JSON, CSV).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from hrcam.cli.common import positive_int
@@ -13,6 +14,7 @@ from hrcam.errors import UserError
 
 DEFAULT_METHODS = ("cam", "hrcam", "refined", "gradcam", "gradcampp", "scorecam")
 HIGH_RES_METHODS = ("hrcam", "refined")
+NEIGHBOUR_TYPES = ("camnet", "lcam", "casm")  # hrcam.models.neighbour_io.NEIGHBOUR_TYPES, kept import-free
 
 
 def register(subparsers) -> None:
@@ -116,8 +118,41 @@ def _device(text: str):
     return dev
 
 
-def run(args) -> int:
+@dataclass
+class _Loaded:
+    """What ``run`` needs of a model, whatever method trained it."""
+
+    net: object
+    kind: str
+    im_size: int
+    num_classes: int
+    device: object
+    channels: int = 3
+
+
+def _load(weights, kind, device) -> _Loaded:
+    """HR-CAM half/full weights through :func:`hrcam.cams.load_model`; CAM / L-CAM / CASM weights
+    (``hrcam train cam|lcam|casm``) through :func:`hrcam.models.neighbour_io.load_neighbour`."""
     from hrcam.cams import load_model
+    from hrcam.weights import load_weights
+
+    _, meta = load_weights(weights)
+    recorded = meta.get("hrcam_type")
+    if recorded in NEIGHBOUR_TYPES:
+        from hrcam.models.neighbour_io import load_neighbour
+
+        if kind is not None:
+            raise UserError(f"--type applies to HR-CAM weights; {weights} holds {recorded} weights")
+        net, meta = load_neighbour(weights)
+        net.to(device)
+        # torchvision backbones take RGB input
+        return _Loaded(net, recorded, int(meta.get("im_size", 224)), int(meta["num_classes"]), device)
+    model = load_model(weights, type=kind, device=device)
+    return _Loaded(model.net, model.kind, model.im_size, model.num_classes, model.device,
+                   model.net.config.in_channels)
+
+
+def run(args) -> int:
     from hrcam.compare import compare_methods, format_markdown, write_table
     from hrcam.explain.registry import parse_methods
 
@@ -125,7 +160,9 @@ def run(args) -> int:
         methods = parse_methods(args.methods if args.methods else list(DEFAULT_METHODS))
     except ValueError as err:
         raise UserError(str(err)) from None
-    model = load_model(args.weights, type=args.type, device=_device(args.device))
+    model = _load(args.weights, args.type, _device(args.device))
+    if model.kind in NEIGHBOUR_TYPES and not args.methods:
+        methods = [model.kind]  # a CAM / L-CAM / CASM run explains itself by default
     net = model.net
     high = getattr(net, "has_high_res", False)
     if not high:
@@ -133,8 +170,7 @@ def run(args) -> int:
         if wanted and args.methods:
             raise UserError(f"methods {','.join(wanted)} need full-model weights (these are {model.kind}-model weights)")
         methods = [m for m in methods if m not in HIGH_RES_METHODS]
-    channels = net.config.in_channels if hasattr(net, "config") else 3
-    x, y, paths, skipped = load_split(args.data_dir, args.split, model.im_size, channels, args.limit,
+    x, y, paths, skipped = load_split(args.data_dir, args.split, model.im_size, model.channels, args.limit,
                                       model.num_classes)
     gt = load_ground_truth_for(args.data_dir, args.split, paths, model.im_size)
     try:
