@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from hrcam.data.transforms import as_batch
 from hrcam.errors import UserError
-from hrcam.models.base import CAMNetwork, class_maps
+from hrcam.models.base import CAMNetwork, class_maps, resolve_classes
 from hrcam.models.hrcam_nets import FullNet, HalfNet
 from hrcam.weights import load_weights
 
@@ -41,20 +41,6 @@ class CamResult:
     high: torch.Tensor | None = None  #: N×H×W high-res CAMs
 
 
-def _resolve_classes(custom_class, logits: torch.Tensor) -> torch.Tensor:
-    n, k = logits.shape
-    if custom_class is None:
-        return logits.argmax(dim=1)
-    c = torch.as_tensor(np.asarray(custom_class), dtype=torch.long, device=logits.device).reshape(-1)
-    if c.numel() == 1:
-        c = c.expand(n)
-    if c.numel() != n:
-        raise ValueError(f"custom_class: got {c.numel()} classes for {n} images")
-    if (c < 0).any() or (c >= k).any():
-        raise ValueError(f"custom_class must be in 0..{k - 1}, got {c.tolist()}")
-    return c.clone()
-
-
 @torch.no_grad()
 def compute_cams(net: CAMNetwork, x: torch.Tensor, classes=None, high: bool = False) -> CamResult:
     """One forward pass of ``net`` (in eval mode) → logits and the CAMs of ``classes``.
@@ -69,7 +55,7 @@ def compute_cams(net: CAMNetwork, x: torch.Tensor, classes=None, high: bool = Fa
         out = net.forward_maps(x, high=high)
     finally:
         net.train(was_training)
-    cls = _resolve_classes(classes, out.logits)
+    cls = resolve_classes(classes, out.logits, "custom_class")
     low = class_maps(net.low_weight, out.low_features, cls)
     hi = None
     if high:
@@ -227,9 +213,9 @@ class FullModel(_CAMModel):
     net_class = FullNet
 
     def _build(self, num_classes, channels, arch, state, meta):
-        if state is not None and meta.get("hrcam_type") == "half" or (
-            state is not None and not any(k.startswith("localization.") for k in state)
-        ):
+        is_half = state is not None and (meta.get("hrcam_type") == "half"
+                                         or not any(k.startswith("localization.") for k in state))
+        if is_half:
             half = HalfNet(num_classes, channels, **arch)
             _load_state(half, state, "half", meta)
             return FullNet.from_half(half)

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hrcam.data.transforms import as_batch
+from hrcam.models.base import resolve_classes
 
 
 def normalize_maps(maps: torch.Tensor) -> torch.Tensor:
@@ -42,17 +43,7 @@ def normalize_maps(maps: torch.Tensor) -> torch.Tensor:
 
 def resolve_targets(targets, logits: torch.Tensor) -> torch.Tensor:
     """Targets as a LongTensor of N class indices (None → argmax of ``logits``)."""
-    n, k = logits.shape
-    if targets is None:
-        return logits.argmax(dim=1)
-    t = torch.as_tensor(targets, dtype=torch.long, device=logits.device).reshape(-1)
-    if t.numel() == 1:
-        t = t.expand(n)
-    if t.numel() != n:
-        raise ValueError(f"targets: got {t.numel()} classes for {n} images")
-    if (t < 0).any() or (t >= k).any():
-        raise ValueError(f"targets: class index out of range 0..{k - 1}")
-    return t.clone()
+    return resolve_classes(targets, logits, "targets")
 
 
 @dataclass

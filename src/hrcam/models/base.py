@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -52,6 +53,25 @@ class CAMNetwork(nn.Module):
     @property
     def num_classes(self) -> int:
         return int(self.low_weight.shape[0])
+
+
+def resolve_classes(classes, logits: torch.Tensor, name: str = "targets") -> torch.Tensor:
+    """Classes as a LongTensor of N indices: None → each row's argmax; an int → the same class
+    for every image; a sequence → one class per image. ``name`` is used in error messages."""
+    n, k = logits.shape
+    if classes is None:
+        return logits.argmax(dim=1)
+    if isinstance(classes, torch.Tensor):
+        t = classes.to(device=logits.device, dtype=torch.long).reshape(-1)
+    else:
+        t = torch.as_tensor(np.asarray(classes), dtype=torch.long, device=logits.device).reshape(-1)
+    if t.numel() == 1:
+        t = t.expand(n)
+    if t.numel() != n:
+        raise ValueError(f"{name}: got {t.numel()} classes for {n} images")
+    if (t < 0).any() or (t >= k).any():
+        raise ValueError(f"{name}: class index out of range 0..{k - 1}, got {t.tolist()}")
+    return t.clone()
 
 
 def class_maps(weight: torch.Tensor, features: torch.Tensor, classes=None, out: torch.Tensor | None = None
