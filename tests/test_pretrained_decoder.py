@@ -37,6 +37,14 @@ def test_rank_factorization_recovers_known_singular_values():
     assert torch.allclose((u @ v).double(), w, atol=1e-5)
     a = torch.randn(2, 7, 3, 3, dtype=torch.float64, generator=gen)
     assert rank_energy(w, 5, a)["cam_rel_error"] == pytest.approx(0.0, abs=1e-6)
+    # rank 1 on maps of class 0 only: by hand, the centered error of W[0]·A vs (u v)[0]·A
+    u1, v1 = rank_factorization(w, 1)
+    full0 = torch.einsum("c,nchw->nhw", w[0], a)
+    low0 = torch.einsum("c,nchw->nhw", (u1 @ v1).double()[0], a)
+    centre = lambda m: m - m.mean(dim=(1, 2), keepdim=True)  # noqa: E731
+    expected0 = float((centre(low0) - centre(full0)).norm() / centre(full0).norm())
+    got0 = rank_energy(w, 1, a, classes=[0, 0])["class_centered_rel_error"]
+    assert got0 == pytest.approx(expected0, rel=1e-4)
     with pytest.raises(ValueError, match="rank"):
         rank_factorization(w, 8)
 

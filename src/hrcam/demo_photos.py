@@ -175,7 +175,7 @@ def run_photo_demo(out_dir, *, animals: bool = False, steps: int = 80, im_size: 
 
     with torch.no_grad():
         res = compute_cams(net, photos, high=True)
-        energy = rank_energy(net.low_weight, net.rank, net.backbone.features(photos))
+        energy = rank_energy(net.low_weight, net.rank, net.backbone.features(photos), classes=res.classes)
         detail = decoder_detail(net, photos)
     probs = res.probs
     top = probs.topk(5, dim=1)
@@ -246,7 +246,8 @@ def _html(info: dict, strips: list[Path], columns: list[str]) -> str:
 Decoder objective <b>{html.escape(info['objective'])}</b>, rank {info['rank']}, {info['steps']} training steps
 on the bundled photos (augmented). Rank-{info['rank']} head: relative Frobenius error of W
 {e['weight_rel_error']:.3f}, of the low-res CAMs {e.get('cam_rel_error', float('nan')):.3f}
-(after removing each map's mean: {e.get('cam_centered_rel_error', float('nan')):.3f}).
+(after removing each map's mean: {e.get('cam_centered_rel_error', float('nan')):.3f}; for the
+top-1 maps shown: {e.get('class_centered_rel_error', float('nan')):.3f}).
 The decoder moved the high-res maps by {info['decoder_detail']:.3f} (relative norm) from the
 upsampled rank-{info['rank']} low-res maps it starts from.</p>
 <p>Decoder loss terms (mean of the first and of the last steps): {html.escape(losses)}.</p>

@@ -54,13 +54,16 @@ def rank_factorization(weight: torch.Tensor, rank: int) -> tuple[torch.Tensor, t
     return (u[:, :rank] * s[:rank]).float(), vh[:rank].float()
 
 
-def rank_energy(weight: torch.Tensor, rank: int, features: torch.Tensor | None = None) -> dict[str, float]:
+def rank_energy(weight: torch.Tensor, rank: int, features: torch.Tensor | None = None,
+                classes=None) -> dict[str, float]:
     """How much of the head and of its CAMs a rank-r factorization keeps.
 
     Returns ``weight_rel_error = ‖W − U_rV_r‖_F / ‖W‖_F`` (= √(Σ_{i>r} s_i² / Σ s_i²)) and, when
     ``features`` (N×C×h×w) are given, ``cam_rel_error = ‖(W − U_rV_r)·A‖ / ‖W·A‖`` over all
     classes and positions, and ``cam_centered_rel_error``, the same after subtracting each
-    map's spatial mean (what a normalized map shows).
+    map's spatial mean (what a normalized map shows). With ``classes`` (one class per image,
+    e.g. the predicted ones) also ``class_centered_rel_error``: the centered error of just
+    those maps — the ones a user looks at.
     """
     u, v = rank_factorization(weight, rank)
     w = weight.detach().double().cpu()
@@ -74,6 +77,10 @@ def rank_energy(weight: torch.Tensor, rank: int, features: torch.Tensor | None =
         fc = full - full.mean(dim=(2, 3), keepdim=True)
         lc = low_r - low_r.mean(dim=(2, 3), keepdim=True)
         out["cam_centered_rel_error"] = float((lc - fc).norm() / fc.norm())
+        if classes is not None:
+            idx = torch.arange(a.shape[0])
+            cls = torch.as_tensor(classes, dtype=torch.long).reshape(-1).cpu()
+            out["class_centered_rel_error"] = float((lc[idx, cls] - fc[idx, cls]).norm() / fc[idx, cls].norm())
     return out
 
 
