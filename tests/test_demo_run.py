@@ -15,7 +15,8 @@ def micro(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo_run")
     cfg = DemoConfig(size=32, train=20, test=10, half_epochs=1, full_epochs=1, batch_size=10,
                      arch={"init_filters": 8, "growth_rate": 4, "layers_per_block": 2},
-                     objectives=("reconstruction", "consistency"), gallery=3, threads=1)
+                     objectives=("reconstruction", "consistency"), gallery=3, threads=1,
+                     compare_methods=("cam", "refined"), compare_limit=4)
     metrics = run_demo(root / "out", root / "data", cfg, progress=False)
     return root, cfg, metrics
 
@@ -40,6 +41,7 @@ def test_files_and_metrics(micro):
         assert on_disk["wall_time_s"][stage] >= 0.0
     report = (out / "report.md").read_text()
     assert "high-res CAM" in report and "gallery_reconstruction.png" in report
+    assert (out / "compare/compare.json").is_file() and "Explanation methods" in report
 
 
 def test_rerun_reuses_finished_stages(micro):
@@ -60,3 +62,37 @@ def test_rerun_reuses_finished_stages(micro):
 def test_config_rejects_bad_objective():
     with pytest.raises(ValueError, match="objectives"):
         DemoConfig(objectives=("nonsense",))
+
+
+def test_evaluate_localization_cli(micro, capsys):
+    from hrcam.cli import main
+
+    root, _, _ = micro
+    out = root / "loc"
+    rc = main(["evaluate", "localization", "--data_dir", str(root / "data"), "--weights",
+               str(root / "out/full_reconstruction/last_weights.safetensors"), "--limit", "4",
+               "--out", str(out), "--no_progress"])
+    assert rc == 0
+    rec = json.loads((out / "localization.json").read_text())
+    assert rec["count"] == 4 and set(rec["maps"]) == {"low", "high", "refined", "center"}
+    assert "high-res CAM" in (out / "localization.md").read_text()
+    # a half model has only low-res maps
+    rc = main(["evaluate", "localization", "--data_dir", str(root / "data"), "--weights",
+               str(root / "out/half/last_weights.safetensors"), "--out", str(out / "half"),
+               "--no_progress"])
+    assert rc == 0
+    assert set(json.loads((out / "half/localization.json").read_text())["maps"]) == {"low", "center"}
+    # user errors: one line, exit code 2
+    assert main(["evaluate", "localization", "--data_dir", str(root / "missing"), "--weights",
+                 str(root / "out/half/last_weights.safetensors")]) == 2
+    assert "no such folder" in capsys.readouterr().err
+
+
+def test_data_demo_cli(tmp_path, capsys):
+    from hrcam.cli import main
+
+    assert main(["data", "demo", "--out", str(tmp_path / "d"), "--size", "32", "--train", "10",
+                 "--test", "10", "--no-progress"]) == 0
+    assert (tmp_path / "d/test/9/00009.png").is_file()
+    assert main(["data", "demo", "--out", str(tmp_path / "e"), "--size", "8"]) == 2
+    assert "size" in capsys.readouterr().err

@@ -94,7 +94,7 @@ def add_demo(subparsers) -> None:
     )
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (its demo files are replaced)")
     p.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
-    p.add_argument("--train", type=int, default=2000, help="number of training images (default 2000)")
+    p.add_argument("--train", type=int, default=4000, help="number of training images (default 4000, the demo preset)")
     p.add_argument("--test", type=int, default=500, help="number of test images (default 500)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")

@@ -221,7 +221,7 @@ def demo_dataset_exists(out, size: int | None = None, train: int | None = None,
 def build_demo_dataset(
     out,
     size: int = 64,
-    train: int = 2000,
+    train: int = 4000,
     test: int = 500,
     seed: int = 0,
     progress: bool = True,

@@ -15,9 +15,11 @@ ground truth is exact:
                   images × image / low-res / high-res / refined / ground truth) and
                   ``OUT/pipeline.png`` (the pipeline's steps on one test image).
 
-The demo preset keeps the FC-DenseNet of DESIGN §3 and changes only its size (image side 64,
-``init_filters`` 24, ``growth_rate`` 8), the number of epochs and the augmentation (off: the
-seed's ±180° rotations and flips would turn 6 into 9 and mirror digits). ``hrcam train`` keeps
+The demo preset keeps the FC-DenseNet of DESIGN §3 (4 dense blocks down, bottleneck, transposed-
+conv decoder, aux 1×1 conv, GAP + linear) and changes only its parameters: image side 64,
+``init_filters`` 16, ``growth_rate`` 8, ``layers_per_block`` 2, 4000 training images, 10 HalfModel
+epochs and 1 FullModel epoch per objective, augmentation off (the seed's ±180° rotations and
+flips would turn 6 into 9 and mirror digits), one torch thread. ``hrcam train`` keeps
 the seed's defaults. Finished stages are recorded in ``OUT/stages.json`` with a key of their
 settings and reused on the next run unless ``force``.
 """
@@ -41,19 +43,25 @@ class DemoConfig:
     """Settings of the demo run (defaults: the ``make demo`` preset)."""
 
     size: int = 64
-    train: int = 2000
+    train: int = 4000
     test: int = 500
     seed: int = 0
-    arch: dict = field(default_factory=lambda: {"init_filters": 24, "growth_rate": 8})
+    arch: dict = field(default_factory=lambda: {"init_filters": 16, "growth_rate": 8,
+                                                "layers_per_block": 2})
     batch_size: int = 16
     half_epochs: int = 10
-    full_epochs: int = 2
+    full_epochs: int = 1
     objectives: tuple[str, ...] = ("reconstruction", "consistency")
     consistency_weight: float = 1.0
     augment: bool = False
     limit: int | None = None  # test images scored for localization (None = all)
     gallery: int = 16
-    threads: int | None = None  # torch threads (None = leave as is)
+    # ``hrcam compare`` on the primary FullModel: methods and number of test images (0 = skip)
+    compare_methods: tuple[str, ...] = ("cam", "hrcam", "refined", "gradcam", "gradcampp")
+    compare_limit: int = 100
+    # torch threads: one thread avoids the large slow-down of OpenMP threads competing for cores
+    # on a busy machine (measured: several times faster here); None leaves torch's setting.
+    threads: int | None = 1
 
     def __post_init__(self):
         from hrcam.train.modules import OBJECTIVES
@@ -67,9 +75,11 @@ class DemoConfig:
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         self.objectives = tuple(self.objectives)
+        self.compare_methods = tuple(self.compare_methods)
 
     def to_json(self) -> dict:
-        return {**dataclasses.asdict(self), "objectives": list(self.objectives)}
+        return {**dataclasses.asdict(self), "objectives": list(self.objectives),
+                "compare_methods": list(self.compare_methods)}
 
 
 DEMO_PRESET = DemoConfig()
@@ -243,21 +253,28 @@ def run_demo(out="results/demo", data_dir="data/demo", config: DemoConfig | None
     """Run (or resume) the demo and return the ``metrics.json`` content. See the module docstring."""
     import torch
 
-    from hrcam.data.demo import build_demo_dataset, demo_dataset_exists
+    cfg = config or DemoConfig()
+    threads = torch.get_num_threads()
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    try:
+        return _run(Path(out), Path(data_dir), cfg, force, progress, extra_tables)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(out: Path, data_dir: Path, cfg: DemoConfig, force: bool, progress: bool, extra_tables) -> dict:
+    from hrcam.data.demo import FORMAT_VERSION, build_demo_dataset, demo_dataset_exists
     from hrcam.metrics.classification import classification_metrics
     from hrcam.metrics.localization import pointing_tolerance
     from hrcam.workflows.localization import MAP_LABELS, evaluate_localization
 
-    cfg = config or DemoConfig()
-    out, data_dir = Path(out), Path(data_dir)
     out.mkdir(parents=True, exist_ok=True)
     stages = _Stages(out, force)
-    if cfg.threads:
-        torch.set_num_threads(int(cfg.threads))
     start = time.perf_counter()
 
     # 1. data -------------------------------------------------------------------------------
-    data_key = _key(cfg.size, cfg.train, cfg.test, cfg.seed)
+    data_key = _key(cfg.size, cfg.train, cfg.test, cfg.seed, FORMAT_VERSION)
     t0 = time.perf_counter()
     if not demo_dataset_exists(data_dir, cfg.size, cfg.train, cfg.test, cfg.seed):
         _log(f"building the demo data in {data_dir}", progress)
@@ -318,9 +335,25 @@ def run_demo(out="results/demo", data_dir="data/demo", config: DemoConfig | None
         results[obj] = record
         classification = classification or record["classification"]
 
-    # 5. figures and report --------------------------------------------------------------------
-    t0 = time.perf_counter()
+    # 5. explanation methods side by side (hrcam compare) on the primary FullModel ------------
     primary = cfg.objectives[0]
+    compare_table = None
+    if cfg.compare_methods and cfg.compare_limit > 0:
+        primary_key = stages.done[f"train_full_{primary}"]["key"]
+        cmp_key = _key(primary_key, cfg.compare_methods, cfg.compare_limit)
+        cmp_json = out / "compare" / "compare.json"
+        if not stages.fresh("compare", cmp_key, [cmp_json]):
+            _log(f"comparing explanation methods ({', '.join(cfg.compare_methods)}) on "
+                 f"{cfg.compare_limit} test images", progress)
+            t0 = time.perf_counter()
+            _compare(out, data_dir, cfg, out / f"full_{primary}" / "last_weights.safetensors", progress)
+            stages.record("compare", cmp_key, time.perf_counter() - t0)
+        else:
+            _log("reusing the method comparison", progress)
+        compare_table = _compare_table(json.loads(cmp_json.read_text()), cfg)
+
+    # 6. figures and report --------------------------------------------------------------------
+    t0 = time.perf_counter()
     figures = []
     for obj in cfg.objectives:
         ex = _load_examples(out / "evaluation" / f"{obj}_examples.npz")
@@ -357,9 +390,54 @@ def run_demo(out="results/demo", data_dir="data/demo", config: DemoConfig | None
     wall["all_stages"] = round(stage_total, 2)
     wall["this_run"] = round(time.perf_counter() - start, 2)
     (out / "metrics.json").write_text(json.dumps(_finite(metrics), indent=1))
-    _write_report(out, cfg, metrics, classification, figures, extra_tables)
+    extra = ([compare_table] if compare_table is not None else []) + list(extra_tables)
+    _write_report(out, cfg, metrics, classification, figures, extra)
     _log(f"wrote {out / 'report.md'} and {out / 'metrics.json'}", progress)
     return metrics
+
+
+def _compare(out: Path, data_dir: Path, cfg: DemoConfig, weights: Path, progress: bool) -> None:
+    """``hrcam compare`` on ``cfg.compare_limit`` test images (spread over the split)."""
+    import torch
+
+    from hrcam.cams import load_model
+    from hrcam.compare import compare_methods, write_table
+    from hrcam.data.annotations import load_ground_truth
+    from hrcam.data.folders import ClassFolderDataset, dataset_classes
+    from hrcam.workflows.localization import select_indices
+
+    model = load_model(weights)
+    dataset = ClassFolderDataset(data_dir / "test", cfg.size, 3, classes=dataset_classes(data_dir))
+    gt = load_ground_truth(data_dir, "test")
+    idx = select_indices(len(dataset), cfg.compare_limit)
+    x = torch.stack([dataset.load(int(i)) for i in idx])
+    labels = [dataset.samples[int(i)][1] for i in idx]
+    masks, boxes = [], []
+    for i in idx:
+        rel = Path(dataset.samples[int(i)][0]).resolve().relative_to(data_dir.resolve()).as_posix()
+        b, m = gt[rel].at_size((cfg.size, cfg.size))
+        boxes.append(b.tolist())
+        masks.append(m)
+    rows = compare_methods(model.net, x, labels, cfg.compare_methods,
+                           ground_truth={"masks": masks, "boxes": boxes}, progress=progress)
+    write_table(rows, out / "compare", meta={"images": len(idx), "weights": str(weights)})
+
+
+COMPARE_COLUMNS = [("ms_per_image", "ms / image"), ("pointing_game", "pointing game"),
+                   ("energy_pointing_game", "energy PG"), ("box_acc_cam", "box acc. (CAM)"),
+                   ("mask_iou", "mask IoU"), ("AD@0", "AD@0 ↓"), ("IC@0", "IC@0 ↑"),
+                   ("deletion_auc", "deletion AUC ↓"), ("insertion_auc", "insertion AUC ↑")]
+
+
+def _compare_table(payload: dict, cfg: DemoConfig):
+    from hrcam.report import table_from_records
+
+    records = {row.get("method", f"method {i}"): row for i, row in enumerate(payload["rows"])}
+    return table_from_records(
+        f"Explanation methods on the same FullModel ({payload.get('meta', {}).get('images', '?')} test images)",
+        records, COMPARE_COLUMNS, "method",
+        note=("From `hrcam compare` (all columns in compare/compare.md, .json, .csv). AD/IC in %, "
+              "with the map applied in image space; deletion/insertion: 20 steps."))
 
 
 def _kind_label(kind: str, labels: dict) -> str:

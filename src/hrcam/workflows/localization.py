@@ -43,7 +43,7 @@ class LocalizationResult:
     per_image: dict[str, dict[str, np.ndarray]]
     summary: dict[str, dict[str, float]]
     image_size: int
-    examples: dict = field(default_factory=dict)  # first images: image, maps, mask, boxes
+    examples: dict = field(default_factory=dict)  # images spread over the split: image, maps, mask, boxes
 
     @property
     def accuracy(self) -> float:
@@ -111,6 +111,8 @@ def evaluate_localization(model, data_dir, split: str = "test", limit: int | Non
     labels, preds, paths, logits = [], [], [], []
     examples: dict[str, list] = {"image": [], "mask": [], "boxes": [], "label": [], "pred": [],
                                  **{k: [] for k in kinds}}
+    # examples for figures: spread over the chosen images (so over the classes, too)
+    example_at = set(select_indices(len(chosen), keep_examples).tolist()) if keep_examples > 0 else set()
     device = next(model.net.parameters()).device
     bar = tqdm(total=len(chosen), desc="localization", disable=not progress, leave=False)
     for start in range(0, len(chosen), batch_size):
@@ -141,15 +143,17 @@ def evaluate_localization(model, data_dir, split: str = "test", limit: int | Non
         preds += pred.tolist()
         logits.append(res.logits.cpu().numpy())
         paths += [rel_paths[i] for i in idx]
-        take = max(0, keep_examples - len(examples["image"]))
+        take = [j for j in range(len(idx)) if start + j in example_at]
         if take:
-            examples["image"] += list(x[:take].permute(0, 2, 3, 1).cpu().numpy())
-            examples["mask"] += masks[:take]
-            examples["boxes"] += boxes[:take]
-            examples["label"] += y[:take]
-            examples["pred"] += pred[:take].tolist()
-            for kind in kinds:
-                examples[kind] += list(np.asarray(maps[kind][:take], dtype=np.float32))
+            images = x.permute(0, 2, 3, 1).cpu().numpy()
+            for j in take:
+                examples["image"].append(images[j])
+                examples["mask"].append(masks[j])
+                examples["boxes"].append(boxes[j])
+                examples["label"].append(y[j])
+                examples["pred"].append(int(pred[j]))
+                for kind in kinds:
+                    examples[kind].append(np.asarray(maps[kind][j], dtype=np.float32))
         bar.update(len(idx))
     bar.close()
     merged = {k: {key: np.concatenate(v) for key, v in d.items()} for k, d in per_image.items()}
