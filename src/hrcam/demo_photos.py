@@ -134,7 +134,7 @@ def _overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5) -> np.ndar
 
 
 def run_photo_demo(out_dir, *, animals: bool = False, steps: int = 80, im_size: int = 224, train_size: int = 128,
-                   rank: int = 64,
+                   rank: int = 128,
                    objective: str = "consistency", extra_dir=None, names=PHOTOS, batch_size: int = 4,
                    seed: int = 0, progress: bool = True) -> dict[str, Path]:
     """Run the photo demo; returns the paths of the figure, the HTML page and the JSON summary.

@@ -100,7 +100,7 @@ class DecoderNet(CAMNetwork):
 
     has_high_res = True
 
-    def __init__(self, backbone: BackboneNet, rank: int = 64, width: int = 32, residual: bool = True):
+    def __init__(self, backbone: BackboneNet, rank: int = 128, width: int = 32, residual: bool = True):
         super().__init__()
         if width < 1:
             raise ValueError(f"width must be >= 1, got {width}")
@@ -173,10 +173,15 @@ class DecoderNet(CAMNetwork):
         size = x.shape[-2:]
         h = F.interpolate(h, size=size, mode="bilinear", align_corners=False)
         h = self.final(torch.cat([h, self.backbone.normalize(x)], dim=1))
-        out = self.to_rank(h)
-        del h
-        if self.residual:  # in place: one r×H×W tensor less at the peak
-            out.add_(F.interpolate(projected, size=size, mode="bilinear", align_corners=False))
+        # 16 output channels at a time into one preallocated tensor: the convolution's
+        # temporaries and the upsampled residual never exist at r×H×W (the memory peak)
+        out = h.new_empty(h.shape[0], self.rank, *size)
+        for i in range(0, self.rank, 16):
+            part = slice(i, i + 16)
+            chunk = F.conv2d(h, self.to_rank.weight[part], self.to_rank.bias[part])
+            if self.residual:
+                chunk = chunk + F.interpolate(projected[:, part], size=size, mode="bilinear", align_corners=False)
+            out[:, part] = chunk
         return out
 
     def forward_maps(self, x: torch.Tensor, high: bool = False) -> MapOutputs:

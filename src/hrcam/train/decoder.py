@@ -62,7 +62,7 @@ class DecoderModule(L.LightningModule):
     """Lightning module for :class:`DecoderNet` (the runner's ``fit`` exports ``self.net``)."""
 
     def __init__(self, net: DecoderNet | None = None, *, backbone: str = "efficientnet_lite0",
-                 backbone_weights: str | None = None, num_classes: int | None = None, rank: int = 64,
+                 backbone_weights: str | None = None, num_classes: int | None = None, rank: int = 128,
                  width: int = 32, objective: str = "reconstruction", consistency_weight: float = 1.0,
                  consistency_target: str = "low", lr: float = 1e-3, im_size: int = 224):
         super().__init__()
@@ -149,7 +149,7 @@ def load_decoder(path, device=None) -> tuple[DecoderNet, dict]:
     arch = meta.get("arch") or {}
     backbone = build_backbone(meta["backbone"], pretrained=False, num_classes=int(meta["num_classes"]),
                               class_names=meta.get("class_names"))
-    net = DecoderNet(backbone, rank=int(arch.get("rank", 64)), width=int(arch.get("width", 32)),
+    net = DecoderNet(backbone, rank=int(arch.get("rank", 128)), width=int(arch.get("width", 32)),
                      residual=bool(arch.get("residual", True)))
     try:
         net.load_state_dict(state, strict=True)
