@@ -96,3 +96,16 @@ def test_data_demo_cli(tmp_path, capsys):
     assert (tmp_path / "d/test/9/00009.png").is_file()
     assert main(["data", "demo", "--out", str(tmp_path / "e"), "--size", "8"]) == 2
     assert "size" in capsys.readouterr().err
+
+
+def test_same_seed_same_numbers(micro, tmp_path):
+    """A second run from scratch (same data, same seed) gives the same weights-derived numbers."""
+    root, cfg, metrics = micro
+    import dataclasses
+
+    again = run_demo(tmp_path / "out", root / "data",
+                     dataclasses.replace(cfg, objectives=("reconstruction",), compare_limit=0),
+                     progress=False)
+    assert again["classification"] == metrics["classification"]
+    for kind in ("low", "high", "refined"):
+        assert again["maps"][kind] == metrics["maps"][kind], kind

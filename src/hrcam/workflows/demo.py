@@ -134,11 +134,14 @@ def _quiet_fit(*args, **kwargs):
 
 
 def _train_half(cfg: DemoConfig, data_dir: Path, out: Path, progress: bool) -> Path:
+    import torch
+
     from hrcam.train.datamodule import FolderDataModule
     from hrcam.train.modules import HalfModule
 
     dm = FolderDataModule(data_dir, cfg.size, 3, batch_size=cfg.batch_size, augment=cfg.augment,
                           seed=cfg.seed, val_split=None)
+    torch.manual_seed(cfg.seed)  # the initial weights, too, come from the seed
     module = HalfModule(dm.num_classes, 3, im_size=cfg.size, arch=dict(cfg.arch), class_names=dm.classes)
     # No validation split during training: the test split is scored once, afterwards, with the
     # last weights (choosing the "best" epoch on the test split would flatter the accuracy).
@@ -150,6 +153,8 @@ def _train_half(cfg: DemoConfig, data_dir: Path, out: Path, progress: bool) -> P
 
 def _train_full(cfg: DemoConfig, data_dir: Path, out: Path, half_weights: Path, objective: str,
                 progress: bool) -> Path:
+    import torch
+
     from hrcam.train.datamodule import FolderDataModule
     from hrcam.train.modules import FullModule
     from hrcam.weights import load_weights
@@ -157,6 +162,7 @@ def _train_full(cfg: DemoConfig, data_dir: Path, out: Path, half_weights: Path, 
     state, _ = load_weights(half_weights)
     dm = FolderDataModule(data_dir, cfg.size, 3, batch_size=cfg.batch_size, augment=cfg.augment,
                           seed=cfg.seed, val_split=None)
+    torch.manual_seed(cfg.seed)
     module = FullModule(state, dm.num_classes, 3, im_size=cfg.size, arch=dict(cfg.arch),
                         class_names=dm.classes, objective=objective,
                         consistency_weight=cfg.consistency_weight)
@@ -445,6 +451,12 @@ def _kind_label(kind: str, labels: dict) -> str:
     return labels.get(base, base) + (f" [{obj}]" if obj else "")
 
 
+def _beats(a, b, lower_is_better: bool) -> bool:
+    if a is None or b is None:
+        return False
+    return a < b if lower_is_better else a > b
+
+
 def _best_maps(maps: dict) -> dict:
     """For each metric, the map kind with the highest mean (lowest for OM/LE); the centre prior
     is a reference and does not compete."""
@@ -473,6 +485,12 @@ def _write_report(out: Path, cfg: DemoConfig, metrics: dict, classification: dic
               "(lower is better). The centre prior is a fixed Gaussian that ignores the image."),
     )
     best = metrics["best_map"]
+    wins = []
+    for kind in [k for k in maps if k not in ("low", "center")]:
+        better = [h for key, h in METRIC_COLUMNS
+                  if _beats(maps[kind].get(key), maps["low"].get(key), key.startswith(("om_", "le_")))]
+        wins.append(f"{metrics['map_labels'][kind]} beats the low-res CAM on {len(better)} of "
+                    f"{len(METRIC_COLUMNS)} metrics" + (f" ({', '.join(better)})" if better else ""))
     verdict = ", ".join(f"{dict(METRIC_COLUMNS)[k]}: **{metrics['map_labels'][v]}**" for k, v in best.items())
     cls = Table("Classification (test split)", ["metric", "value"], [
         ["top-1 accuracy", classification["top1"]],
@@ -497,7 +515,7 @@ def _write_report(out: Path, cfg: DemoConfig, metrics: dict, classification: dic
          "augmentation off, last-epoch weights."),
         cls,
         loc,
-        f"Best map per metric (centre prior excluded): {verdict}.\n",
+        f"Best map per metric (centre prior excluded): {verdict}.\n\n" + ";\n".join(wins) + ".\n",
         wall,
     ]
     for obj, path in figures:
