@@ -8,7 +8,7 @@ import torch
 
 from hrcam.explain.registry import create
 from hrcam.models.casm import THINNING, CASMNet, ClassifierPool, Masker, masker_loss, thinning
-from hrcam.models.torchvision_backbones import build_backbone
+from hrcam.models.torchvision_backbones import build_feature_backbone
 from hrcam.train.neighbours import CASMModule, casm_update
 
 
@@ -71,7 +71,7 @@ def test_masker_loss_by_hand():
 
 
 def test_masker_shapes_and_range():
-    net = CASMNet(build_backbone("resnet18", num_classes=3))
+    net = CASMNet(build_feature_backbone("resnet18", num_classes=3))
     assert len(net.masker.reduce) == 5  # stem, layer1..4
     logits, mask = net.logits_and_mask(torch.rand(2, 3, 32, 32))
     assert logits.shape == (2, 3) and mask.shape == (2, 1, 32, 32)
@@ -82,7 +82,7 @@ def test_masker_shapes_and_range():
 
 def setup(name, smf=None, seed=0):
     torch.manual_seed(seed)
-    net = CASMNet(build_backbone("resnet18", num_classes=3))
+    net = CASMNet(build_feature_backbone("resnet18", num_classes=3))
     module = CASMModule(net, thinning_name=name, smf=smf, seed=seed)
     opts = module.configure_optimizers()
     opts = opts if isinstance(opts, list) else [opts]
@@ -148,7 +148,7 @@ def test_pool_scoring_leaves_the_classifier_out_of_the_masked_update():
 
 
 def test_casm_explainer_maps_are_the_class_agnostic_mask():
-    net = CASMNet(build_backbone("resnet18", num_classes=3)).eval()
+    net = CASMNet(build_feature_backbone("resnet18", num_classes=3)).eval()
     x = torch.rand(2, 3, 32, 32)
     with create("casm", net) as expl:
         m0, logits = expl(x, targets=0)

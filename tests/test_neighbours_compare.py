@@ -7,15 +7,15 @@ from hrcam.compare import compare_methods
 from hrcam.models.camnet import CAMNet
 from hrcam.models.casm import CASMNet
 from hrcam.models.lcam import LCAMNet
-from hrcam.models.torchvision_backbones import build_backbone
+from hrcam.models.torchvision_backbones import build_feature_backbone
 
 
 def test_each_method_is_a_compare_row():
     x, y = torch.rand(2, 3, 64, 64), torch.tensor([0, 2])
     nets = {
         "camnet": CAMNet.build("resnet18", 3, extra_channels=8),
-        "lcam": LCAMNet(build_backbone("resnet18", num_classes=3), "fm"),
-        "casm": CASMNet(build_backbone("resnet18", num_classes=3)),
+        "lcam": LCAMNet(build_feature_backbone("resnet18", num_classes=3), "fm"),
+        "casm": CASMNet(build_feature_backbone("resnet18", num_classes=3)),
     }
     for name, net in nets.items():
         with torch.no_grad():  # the compared model's logits are the explained classifier's

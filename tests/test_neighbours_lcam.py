@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from hrcam.explain.registry import create
 from hrcam.models.camnet import CAMNet
 from hrcam.models.lcam import LCAMNet, area_loss, lcam_loss, total_variation
-from hrcam.models.torchvision_backbones import build_backbone
+from hrcam.models.torchvision_backbones import build_feature_backbone
 from hrcam.train.neighbours import LCAMModule
 
 A1 = [[1.0, 2.0, 0.0],
@@ -57,7 +57,7 @@ def test_tv_uses_each_samples_own_map():
 
 
 def lcam(variant="fm", classes=3):
-    return LCAMNet(build_backbone("resnet18", num_classes=classes), variant)
+    return LCAMNet(build_feature_backbone("resnet18", num_classes=classes), variant)
 
 
 def set_attention(net, bias):
@@ -143,7 +143,7 @@ def test_explanations_are_pre_sigmoid_maps_of_the_target_class():
 
 
 def test_vgg16_fm_reads_conv5_3_maps():
-    net = LCAMNet(build_backbone("vgg16", num_classes=3), "fm").eval()
+    net = LCAMNet(build_feature_backbone("vgg16", num_classes=3), "fm").eval()
     assert net.attention.conv.in_channels == 512
     with torch.no_grad():
         logits, a = net.attend(torch.rand(1, 3, 32, 32), torch.tensor([1]))
@@ -155,6 +155,6 @@ def test_cam_network_as_the_frozen_classifier():
     net = LCAMNet(cam, "fm")
     assert net.attention.conv.in_channels == 8 and net.num_classes == 3
     with pytest.raises(ValueError, match="no classification head"):
-        LCAMNet(build_backbone("resnet18", with_classifier=False))
+        LCAMNet(build_feature_backbone("resnet18", with_classifier=False))
     with pytest.raises(ValueError, match="variant"):
         LCAMNet(cam, "both")

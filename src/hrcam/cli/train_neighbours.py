@@ -189,7 +189,7 @@ def run_cam(args) -> int:
 def _lcam_classifier(args, dm):
     from hrcam.models.camnet import CAMNet
     from hrcam.models.neighbour_io import load_neighbour
-    from hrcam.models.torchvision_backbones import build_backbone
+    from hrcam.models.torchvision_backbones import build_feature_backbone
 
     if args.classifier:
         net, meta = load_neighbour(args.classifier)
@@ -197,7 +197,7 @@ def _lcam_classifier(args, dm):
             raise UserError(f"--classifier must hold weights from 'hrcam train cam', got {meta.get('hrcam_type')}")
     else:
         num_classes = None if (args.backbone_weights or args.pretrained) else dm.num_classes
-        net = _user_errors(build_backbone, args.backbone, weights=args.backbone_weights, pretrained=args.pretrained,
+        net = _user_errors(build_feature_backbone, args.backbone, weights=args.backbone_weights, pretrained=args.pretrained,
                            num_classes=num_classes)
         if not (args.backbone_weights or args.pretrained):
             print("hrcam: note: the frozen classifier has random weights (give --classifier or --backbone_weights "
@@ -220,7 +220,7 @@ def run_lcam(args) -> int:
 
 def run_casm(args) -> int:
     from hrcam.models.casm import CASMNet
-    from hrcam.models.torchvision_backbones import build_backbone
+    from hrcam.models.torchvision_backbones import build_feature_backbone
     from hrcam.train.neighbours import CASMModule
 
     dm = _datamodule(args)
@@ -228,7 +228,7 @@ def run_casm(args) -> int:
         raise UserError(f"--lr_masker must be > 0, got {args.lr_masker}")
     if args.pool_prob is not None and not 0 <= args.pool_prob <= 1:
         raise UserError(f"--pool_prob must be in [0, 1], got {args.pool_prob}")
-    clf = _user_errors(build_backbone, args.backbone, weights=args.backbone_weights, pretrained=args.pretrained,
+    clf = _user_errors(build_feature_backbone, args.backbone, weights=args.backbone_weights, pretrained=args.pretrained,
                        num_classes=dm.num_classes, reset_head=True)
     module = _user_errors(CASMModule, CASMNet(clf), thinning_name=args.thinning, lambda_r=args.lambda_r,
                           pool_size=args.pool_size, pool_prob=args.pool_prob, smf=args.smf,

@@ -216,7 +216,11 @@ def _check_name(name: str) -> None:
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """A state dict from a ``.safetensors`` file or a ``torch.load(weights_only=True)`` file."""
+    """A state dict from a ``.safetensors`` file or a ``torch.load(weights_only=True)`` file.
+
+    A checkpoint holding the weights under ``"state_dict"`` (or ``"model"``) is unwrapped, and a
+    ``module.``/``model.`` prefix shared by every key (DataParallel, wrappers) is stripped.
+    """
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"backbone_weights: file not found: {path}")
@@ -229,8 +233,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # unreadable / unsafe pickle / truncated
         raise ValueError(f"backbone_weights: cannot read {path}: {type(err).__name__}: {err}") from err
-    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
-        sd = sd["state_dict"]
+    for key in ("state_dict", "model"):  # checkpoints that nest the weights
+        if isinstance(sd, dict) and isinstance(sd.get(key), dict):
+            sd = sd[key]
+            break
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise ValueError(f"backbone_weights: {path} does not hold a state dict of tensors")
     for prefix in ("module.", "model."):

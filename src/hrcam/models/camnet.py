@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from hrcam.models.base import CAMNetwork, MapOutputs
-from hrcam.models.torchvision_backbones import TorchvisionBackbone, build_backbone
+from hrcam.models.torchvision_backbones import TorchvisionBackbone, build_feature_backbone
 
 __all__ = ["CAMNet"]
 
@@ -50,7 +50,7 @@ class CAMNet(CAMNetwork):
     def build(cls, backbone: str, num_classes: int, backbone_weights=None, pretrained: bool = False,
               **kw) -> "CAMNet":
         """Build with a fresh torchvision backbone (its own classifier is dropped)."""
-        bb = build_backbone(backbone, weights=backbone_weights, pretrained=pretrained, with_classifier=False)
+        bb = build_feature_backbone(backbone, weights=backbone_weights, pretrained=pretrained, with_classifier=False)
         return cls(bb, num_classes, **kw)
 
     def config(self) -> dict:
@@ -60,7 +60,7 @@ class CAMNet(CAMNetwork):
     @classmethod
     def from_config(cls, cfg: dict) -> "CAMNet":
         cfg = dict(cfg)
-        bb = build_backbone(cfg.pop("backbone"), with_classifier=False)
+        bb = build_feature_backbone(cfg.pop("backbone"), with_classifier=False)
         return cls(bb, **cfg)
 
     # -- the frozen-classifier protocol (features / head), shared with torchvision backbones --

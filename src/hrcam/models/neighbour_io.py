@@ -12,7 +12,7 @@ from torch import nn
 from hrcam.models.camnet import CAMNet
 from hrcam.models.casm import CASMNet
 from hrcam.models.lcam import LCAMNet
-from hrcam.models.torchvision_backbones import build_backbone
+from hrcam.models.torchvision_backbones import build_feature_backbone
 
 __all__ = ["NEIGHBOUR_TYPES", "classifier_config", "build_classifier", "build_from_metadata", "load_neighbour"]
 
@@ -32,7 +32,7 @@ def build_classifier(cfg: dict) -> nn.Module:
     if kind == "camnet":
         return CAMNet.from_config(cfg)
     if kind == "torchvision":
-        return build_backbone(cfg["backbone"], num_classes=int(cfg["num_classes"]))
+        return build_feature_backbone(cfg["backbone"], num_classes=int(cfg["num_classes"]))
     raise ValueError(f"unknown classifier type {kind!r}")
 
 

@@ -34,17 +34,19 @@ import torch
 import torchvision
 from torch import nn
 
+# one definition of the ImageNet statistics and of reading a weights file, shared with the
+# pretrained-classifier adapter
+from hrcam.models.backbones import IMAGENET_MEAN, IMAGENET_STD, read_state_dict
+
 __all__ = [
     "BACKBONES",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "TorchvisionBackbone",
-    "build_backbone",
+    "build_feature_backbone",
     "read_state_dict",
 ]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 _VGG_CFG = {"vgg11": "A", "vgg13": "B", "vgg16": "D", "vgg19": "E"}
 _RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
@@ -52,34 +54,8 @@ _LITE0 = "efficientnet_lite0"
 #: indices into EfficientNetLite0.stages() (stem, 16 blocks, head) whose outputs are the stages
 _LITE0_TAPS = (3, 5, 11, 17)
 
-#: backbone names accepted by :func:`build_backbone`
+#: backbone names accepted by :func:`build_feature_backbone`
 BACKBONES = tuple(sorted([*_VGG_CFG, *(f"{k}_bn" for k in _VGG_CFG), *_RESNETS, _LITE0]))
-
-
-def read_state_dict(path) -> dict[str, torch.Tensor]:
-    """Read a state dict from ``path``: safetensors, or ``torch.load(weights_only=True)``.
-
-    A checkpoint dict holding the weights under ``"state_dict"`` (or ``"model"``) is unwrapped,
-    and a ``"module."`` prefix (DataParallel) is stripped.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"backbone_weights: no such file {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path), device="cpu")
-    else:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # pickle errors, non-tensor content
-            raise ValueError(f"backbone_weights: cannot read {path} as a weights-only state dict ({err})") from err
-        for key in ("state_dict", "model"):
-            if isinstance(state, dict) and isinstance(state.get(key), dict):
-                state = state[key]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"backbone_weights: {path} does not hold a state dict of tensors")
-    return {k.removeprefix("module."): v for k, v in state.items()}
 
 
 def _head_prefix(name: str) -> str:
@@ -257,7 +233,7 @@ def _last_channels(layer: nn.Sequential) -> int:
     return int(last_bn.num_features)
 
 
-def build_backbone(name: str, weights=None, pretrained: bool = False, num_classes: int | None = None,
+def build_feature_backbone(name: str, weights=None, pretrained: bool = False, num_classes: int | None = None,
                    with_classifier: bool = True, normalize: bool = True,
                    reset_head: bool = False) -> TorchvisionBackbone:
     """Build a :class:`TorchvisionBackbone`.
