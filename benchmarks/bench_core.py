@@ -4,19 +4,28 @@
    (interleaved repeats, median): target ratio ≤ 1.10.
 2. Training throughput (img/s) of the half and full models at 64 and 224 px on this CPU.
 
-Usage: python benchmarks/bench_core.py [--threads N] [--batch B] [--repeats R] [--quick]
+Usage: python benchmarks/bench_core.py [--threads N] [--batch B] [--repeats R] [--quick] [--no-thp]
+
+Like the ``hrcam`` command, the script allocates large tensors on transparent huge pages
+(``THP_MEM_ALLOC_ENABLE=1``, read by PyTorch before its first allocation); ``--no-thp`` measures
+without them.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import sys
 import time
 
-import torch
+if "--no-thp" not in sys.argv:
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
-from hrcam.models.base import class_maps
-from hrcam.models.hrcam_nets import FullNet, HalfNet
-from hrcam.train.modules import FullModule, HalfModule, l2_penalty
+import torch  # noqa: E402
+
+from hrcam.models.base import class_maps  # noqa: E402
+from hrcam.models.hrcam_nets import FullNet, HalfNet  # noqa: E402
+from hrcam.train.modules import FullModule, HalfModule, l2_penalty  # noqa: E402
 
 
 def _time(fn, repeats):
@@ -97,10 +106,12 @@ def main():
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
+    ap.add_argument("--no-thp", action="store_true", help="no transparent huge pages for large tensors")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     sizes = [64] if args.quick else [64, 224]
-    print(f"torch {torch.__version__}, {args.threads} thread(s), batch {args.batch}, 398 classes")
+    print(f"torch {torch.__version__}, {args.threads} thread(s), batch {args.batch}, 398 classes, "
+          f"THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE', '0')}")
     print("\n1) all-class CAMs vs plain forward (median of interleaved repeats)")
     print(f"{'model':<6}{'size':>6}{'forward ms':>12}{'all CAMs ms':>13}{'ratio':>8}{'reused buf ms':>15}{'ratio':>8}")
     for size in sizes:
