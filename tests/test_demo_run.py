@@ -16,7 +16,7 @@ def micro(tmp_path_factory):
     cfg = DemoConfig(size=32, train=20, test=10, half_epochs=1, full_epochs=1, batch_size=10,
                      arch={"init_filters": 8, "growth_rate": 4, "layers_per_block": 2},
                      objectives=("reconstruction", "consistency"), gallery=3, threads=1,
-                     compare_methods=("cam", "refined"), compare_limit=4)
+                     compare_methods=("cam", "refined"), compare_limit=4, half_settle_epochs=1)
     metrics = run_demo(root / "out", root / "data", cfg, progress=False)
     return root, cfg, metrics
 
@@ -25,7 +25,7 @@ def test_files_and_metrics(micro):
     root, cfg, metrics = micro
     out = root / "out"
     for name in ("report.md", "metrics.json", "gallery_reconstruction.png", "gallery_consistency.png",
-                 "pipeline.png", "half/last_weights.safetensors",
+                 "pipeline.png", "half/last_weights.safetensors", "half/settled/last_weights.safetensors",
                  "full_reconstruction/last_weights.safetensors", "stages.json"):
         assert (out / name).is_file(), name
     assert (root / "data/annotations.json").is_file()

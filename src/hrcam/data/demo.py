@@ -2,7 +2,8 @@
 
 Each sample is a real handwritten digit from scikit-learn's bundled digits set (1,797 images of
 8×8 pixels, values 0..16, 10 classes), upscaled smoothly (bicubic) to a random size of
-``digit_scale`` (default 40–75 %) of the image side, turned into a soft alpha mask and
+``digit_scale`` (default 40–75 %) of the image side (optionally slanted by a random rotation,
+``max_rotation``, off by default), turned into a soft alpha mask and
 alpha-composited at a random place onto a random, randomly tinted crop of one of scikit-image's
 bundled grayscale texture photos (``brick``, ``grass``, ``gravel``). The digit's colour is drawn
 at random until its luminance differs from the mean luminance of the background under it by at
@@ -49,7 +50,7 @@ __all__ = [
 TEXTURES = ("brick", "grass", "gravel")
 DIGIT_CLASSES = tuple(str(d) for d in range(10))
 # Bump whenever the generator's output changes, so that stale demo folders are rebuilt.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 4
 # Rec. 601 luma weights: the "luminance" whose contrast keeps the digit visible.
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float64)
 
@@ -79,7 +80,7 @@ def _textures() -> tuple[np.ndarray, ...]:
     return tuple(getattr(skimage.data, name)().astype(np.float64) / 255.0 for name in TEXTURES)
 
 
-def load_digit_pools(seed: int = 0, test_fraction: float = 0.25) -> dict[str, np.ndarray]:
+def load_digit_pools(seed: int = 0, test_fraction: float = 0.2) -> dict[str, np.ndarray]:
     """Indices into scikit-learn's digits, split (seeded, stratified by class) into disjoint pools.
 
     Returns ``{"train": idx, "test": idx}``; ``test_fraction`` of each class goes to ``test``.
@@ -137,6 +138,7 @@ def make_sample(
     digit_scale: tuple[float, float] = (0.40, 0.75),
     min_contrast: float = 0.5,
     texture_amplitude: tuple[float, float] = (0.1, 0.35),
+    max_rotation: float = 0.0,
 ) -> DemoSample:
     """Compose one digit (``digit_index`` into scikit-learn's digits) on a random texture.
 
@@ -161,6 +163,16 @@ def make_sample(
     height = max(8, min(size, int(round(side * aspect))))
     width = max(8, min(size, int(round(side / aspect))))
     v = np.clip(_resize(glyph, (height, width), Image.BICUBIC), 0.0, 1.0)
+    # A small random slant (rotation by ±max_rotation degrees) varies the handwriting further.
+    if max_rotation > 0:
+        angle = float(rng.uniform(-max_rotation, max_rotation))
+        rotated = Image.fromarray(v.astype(np.float32)).rotate(angle, resample=Image.BICUBIC, expand=True)
+        v = np.clip(np.asarray(rotated, dtype=np.float64), 0.0, 1.0)
+        if max(v.shape) > size:  # keep it inside the image
+            scale = size / max(v.shape)
+            v = np.clip(_resize(v, (max(8, int(v.shape[0] * scale)), max(8, int(v.shape[1] * scale))),
+                                Image.BICUBIC), 0.0, 1.0)
+        height, width = v.shape
     alpha_patch = np.clip((v - 0.35) / 0.3, 0.0, 1.0)
     y0 = int(rng.integers(0, size - height + 1))
     x0 = int(rng.integers(0, size - width + 1))
