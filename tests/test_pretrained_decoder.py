@@ -228,3 +228,11 @@ def test_demo_photos_subcommand_parses(tmp_path):
     args = parser.parse_args(["photos", "--out", str(tmp_path), "--animals", "--steps", "3"])
     assert args.func is run_demo_photos and args.animals and args.steps == 3 and args.out == str(tmp_path)
     assert parser.parse_args(["photos"]).animals is False
+
+
+def test_demo_photos_is_reachable_from_the_hrcam_command():
+    from hrcam.cli import build_parser
+
+    args = build_parser().parse_args(["demo", "photos", "--out", "x", "--animals", "--steps", "3"])
+    assert args.animals and args.steps == 3 and args.out == "x"
+    assert args.func.__name__ == "run_demo_photos"

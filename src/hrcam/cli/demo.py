@@ -81,8 +81,15 @@ def run_run(args) -> int:
     return 0
 
 
-# more sub-commands (e.g. ``hrcam demo photos``): add_<name> + run_<name>, append to SUBCOMMANDS
-SUBCOMMANDS = [add_run]
+def add_photos(sub) -> None:
+    """``hrcam demo photos``: the pretrained EfficientNet-Lite0 on bundled photos (hrcam.cli.pretrained)."""
+    from hrcam.cli.pretrained import register_demo
+
+    register_demo(sub)
+
+
+# more sub-commands: add_<name> (+ run_<name>), append to SUBCOMMANDS
+SUBCOMMANDS = [add_run, add_photos]
 
 
 def register(subparsers) -> None:
@@ -98,4 +105,4 @@ def register(subparsers) -> None:
         add(sub)
 
 
-__all__ = ["register", "SUBCOMMANDS", "add_run", "run_run"]
+__all__ = ["register", "SUBCOMMANDS", "add_run", "run_run", "add_photos"]
