@@ -52,3 +52,13 @@ def distributed_kwargs(args) -> dict:
         accelerator, devices = "gpu", [int(g) for g in str(args.gpu).split(",") if g.strip()]
     return {"accelerator": accelerator, "devices": devices, "num_nodes": args.num_nodes,
             "strategy": args.strategy, "precision": args.precision}
+
+
+def command_group(subparsers, name: str, help: str, description: str, adders) -> argparse.ArgumentParser:  # noqa: A002
+    """Add ``hrcam <name>`` with required sub-commands, one ``add(sub)`` function each."""
+    parser = subparsers.add_parser(name, help=help, description=description)
+    sub = parser.add_subparsers(dest=f"{name}_command", metavar="SUBCOMMAND")
+    sub.required = True
+    for add in adders:
+        add(sub)
+    return parser

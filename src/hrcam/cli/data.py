@@ -122,15 +122,11 @@ SUBCOMMANDS = [add_animals, add_demo]
 
 def register(subparsers) -> None:
     """Add the ``data`` command group and all its sub-commands."""
-    parser = subparsers.add_parser(
-        "data",
-        help="build datasets on disk (ImageNet Animals subset, ...)",
-        description="Build datasets in the layout hrcam trains on: DIR/train/<class>/*, DIR/test/<class>/*.",
-    )
-    sub = parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
-    sub.required = True
-    for add in SUBCOMMANDS:
-        add(sub)
+    from hrcam.cli.common import command_group
+
+    command_group(subparsers, "data", help="build datasets on disk (ImageNet Animals subset, ...)",
+                  description="Build datasets in the layout hrcam trains on: DIR/train/<class>/*, "
+                              "DIR/test/<class>/*.", adders=SUBCOMMANDS)
 
 
 __all__ = ["register", "SUBCOMMANDS", "add_animals", "run_animals", "add_demo", "run_demo"]
