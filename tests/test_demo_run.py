@@ -109,3 +109,54 @@ def test_same_seed_same_numbers(micro, tmp_path):
     assert again["classification"] == metrics["classification"]
     for kind in ("low", "high", "refined"):
         assert again["maps"][kind] == metrics["maps"][kind], kind
+
+
+def test_extras_add_rows(micro):
+    """--extras neighbours,pretrained at micro scale: Lite0 rows in the localization table, the
+    three neighbours in an 'Other methods' table, finite numbers, times recorded, stages reused."""
+    import dataclasses
+
+    from hrcam.cli.demo import add_run
+    import argparse
+
+    root, cfg, _ = micro
+    ecfg = dataclasses.replace(
+        cfg, extras=("neighbours", "pretrained"),
+        neighbours_settings={"backbone": "resnet18", "pretrained": False, "im_size": 32, "batch_size": 8,
+                             "epochs": 1, "extra_channels": 8, "train": 10, "test": 4, "score_batch": 4},
+        pretrained_settings={"im_size": 32, "head_epochs": 2, "decoder_steps": 2, "train_size": 32,
+                             "decoder_batch": 4, "train_limit": 10, "test_limit": 4})
+    metrics = run_demo(root / "out", root / "data", ecfg, progress=False)
+    on_disk = json.loads((root / "out/metrics.json").read_text())
+    for kind in ("lite0_low", "lite0_high", "lite0_refined"):
+        assert on_disk["maps"][kind]["count"] == 4
+        for key in MAP_KEYS:
+            v = on_disk["maps"][kind][key]
+            assert v is not None and math.isfinite(v) and 0.0 <= v <= 1.0, (kind, key, v)
+        assert on_disk["map_labels"][kind].startswith("Lite0 ")
+    rows = on_disk["extras"]["neighbours"]["rows"]
+    assert [r["method"] for r in rows] == ["camnet", "lcam", "casm"]
+    for r in rows:
+        assert r["images"] == 4 and math.isfinite(r["pointing_game"]) and math.isfinite(r["AD@0"])
+    assert set(on_disk["extras"]["neighbours"]["seconds"]) == {"cam", "lcam", "casm", "score"}
+    assert set(on_disk["extras"]["pretrained"]["seconds"]) == {"linear_head", "decoder", "score"}
+    assert on_disk["wall_time_s"]["extra_pretrained"] > 0 and on_disk["wall_time_s"]["extra_neighbours"] > 0
+    assert on_disk["best_map"] == metrics["best_map"] and not any(
+        v.startswith("lite0") for v in on_disk["best_map"].values())
+    report = (root / "out/report.md").read_text()
+    loc = report.split("### Localization")[1].split("###")[0]
+    assert "| Lite0 high-res CAM (32 px) |" in loc and "| Lite0 refined (32 px) |" in loc
+    other = report.split("## Other methods")[1]
+    assert "| CAM (Zhou et al., camnet) |" in other and "| L-CAM-Fm |" in other and "| CASM |" in other
+    # a second run reuses both extra stages
+    stages = json.loads((root / "out/stages.json").read_text())
+    run_demo(root / "out", root / "data", ecfg, progress=False)
+    assert json.loads((root / "out/stages.json").read_text()) == stages
+    # the CLI flag parses and unknown names are refused
+    parser = argparse.ArgumentParser()
+    add_run(parser.add_subparsers())
+    assert parser.parse_args(["run", "--extras", "pretrained"]).extras == "pretrained"
+    with pytest.raises(ValueError, match="extras"):
+        DemoConfig(extras=("bogus",))
+    with pytest.raises(ValueError, match="pretrained_settings"):
+        DemoConfig(pretrained_settings={"bogus": 1})

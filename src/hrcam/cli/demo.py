@@ -19,6 +19,13 @@ it is missing (same seed -> byte-identical files).
 example:
   hrcam demo run --out results/demo            # what 'make demo' runs
   hrcam demo run --out /tmp/quick --train 500 --test 100 --half-epochs 2 --objectives reconstruction
+  hrcam demo run --out results/demo --extras neighbours,pretrained   # + the extra rows
+
+--extras (opt-in, after the main stages, each with small settings and its wall time reported):
+  pretrained  frozen EfficientNet-Lite0 (offline weights), linear head fitted on the digits, a
+              short decoder run: "Lite0 low-res / high-res / refined" rows in the localization table
+  neighbours  CAM, L-CAM-Fm and CASM trained on a subset of the demo data: a table with the
+              comparison table's columns under "Other methods"
 """
 
 
@@ -53,6 +60,8 @@ def add_run(subparsers) -> None:
     g.add_argument("--objectives", default=None,
                    help="comma list of FullModel decoder objectives: reconstruction,consistency")
     g.add_argument("--limit", type=positive_int, default=None, help="score only N test images")
+    p.add_argument("--extras", default="", metavar="LIST",
+                   help="comma list of extra stages: neighbours,pretrained (default: none; see below)")
     p.set_defaults(func=run_run)
 
 
@@ -67,6 +76,8 @@ def run_run(args) -> int:
                  if getattr(args, k) is not None}
     if args.objectives:
         overrides["objectives"] = tuple(o.strip() for o in args.objectives.split(",") if o.strip())
+    if args.extras:
+        overrides["extras"] = tuple(e.strip() for e in args.extras.split(",") if e.strip())
     try:
         cfg = dataclasses.replace(DemoConfig(), **overrides)
         if cfg.size % 32:

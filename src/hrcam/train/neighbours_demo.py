@@ -30,11 +30,15 @@ def train_neighbours(data_dir, out_dir, *, backbone: str = DEMO_SETTINGS["backbo
                      pretrained: bool = DEMO_SETTINGS["pretrained"], im_size: int = DEMO_SETTINGS["im_size"],
                      batch_size: int = DEMO_SETTINGS["batch_size"], epochs: int = DEMO_SETTINGS["epochs"],
                      lcam_lr: float = DEMO_SETTINGS["lcam_lr"], thinning: str = DEMO_SETTINGS["thinning"],
-                     progress: bool = False, extra_channels: int = 1024, seed: int = 0) -> dict[str, Path]:
+                     progress: bool = False, extra_channels: int = 1024, seed: int = 0,
+                     seconds: dict | None = None) -> dict[str, Path]:
     """Train the three methods on ``data_dir``; weights under ``out_dir/<run>/``, logs under ``out_dir/logs/``.
 
-    Returns ``{run: results folder}`` (``cam``, ``lcam``, ``casm``).
+    Returns ``{run: results folder}`` (``cam``, ``lcam``, ``casm``); ``seconds``, when given, is
+    filled with each run's training wall time.
     """
+    import time
+
     from hrcam.cli.train_neighbours import register_train
 
     parser = argparse.ArgumentParser(prog="hrcam train")
@@ -57,7 +61,10 @@ def train_neighbours(data_dir, out_dir, *, backbone: str = DEMO_SETTINGS["backbo
         args = parser.parse_args([command, *common, "--results_name", run, *extra[run]])
         if command == "lcam":  # the frozen classifier is the CAM network just trained
             args.pretrained, args.backbone_weights = False, None
+        t0 = time.perf_counter()
         args.func(args)
+        if seconds is not None:
+            seconds[run] = round(time.perf_counter() - t0, 2)
         results[run] = out / run
     return results
 

@@ -15,6 +15,17 @@ ground truth is exact:
                   images × image / low-res / high-res / refined / ground truth) and
                   ``OUT/pipeline.png`` (the pipeline's steps on one test image).
 
+Opt-in extras (``DemoConfig.extras``, ``hrcam demo run --extras neighbours,pretrained``), after the
+stages above, each with small settings of its own (:data:`EXTRA_SETTINGS`) and its wall time
+reported:
+
+- ``extra_pretrained``: the pretrained path (:mod:`hrcam.workflows.pretrained_demo`): frozen
+  EfficientNet-Lite0, linear head fitted on the digits, a short decoder run; its low-res /
+  high-res / refined maps become the "Lite0 …" rows of the localization table → ``OUT/extras/pretrained.json``;
+- ``extra_neighbours``: CAM, L-CAM-Fm and CASM (:mod:`hrcam.train.neighbours_demo`) trained on a
+  subset of the demo data and scored like ``hrcam compare`` → a table under "Other methods",
+  ``OUT/extras/neighbours.json``.
+
 The demo preset keeps the FC-DenseNet of DESIGN §3 (4 dense blocks down, bottleneck, transposed-
 conv decoder, aux 1×1 conv, GAP + linear) and changes only its parameters: image side 64,
 ``init_filters`` 16, ``growth_rate`` 8, ``layers_per_block`` 2, 4000 training images, 10 HalfModel
@@ -35,7 +46,23 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DemoConfig", "DEMO_PRESET", "run_demo", "gallery_figure"]
+__all__ = ["DemoConfig", "DEMO_PRESET", "EXTRAS", "EXTRA_SETTINGS", "run_demo", "gallery_figure"]
+
+#: opt-in extra stages of the demo
+EXTRAS = ("neighbours", "pretrained")
+
+#: their small settings (measured times: see the README's demo section / the report's wall-time table)
+EXTRA_SETTINGS = {
+    # CAM / L-CAM / CASM: keyword arguments of train_neighbours plus the image subset
+    # (``train``/``test`` images spread over the splits) and the scoring batch
+    "neighbours": {"backbone": "efficientnet_lite0", "pretrained": True, "im_size": 96, "batch_size": 32,
+                   "epochs": 2, "extra_channels": 256, "lcam_lr": 1e-2, "thinning": "L100",
+                   "train": 500, "test": 100, "score_batch": 50},
+    # keyword arguments of fit_pretrained_digits, plus ``test_limit`` (None = the demo's ``limit``)
+    "pretrained": {"backbone": "efficientnet_lite0", "im_size": 128, "head_epochs": 100, "decoder_steps": 100,
+                   "train_size": 128, "decoder_batch": 8, "objective": "consistency", "train_limit": None,
+                   "test_limit": None},
+}
 
 
 @dataclass
@@ -66,6 +93,10 @@ class DemoConfig:
     # torch threads: one thread avoids the large slow-down of OpenMP threads competing for cores
     # on a busy machine (measured: several times faster here); None leaves torch's setting.
     threads: int | None = 1
+    # opt-in extra rows (see the module docstring): names from EXTRAS, and overrides of EXTRA_SETTINGS
+    extras: tuple[str, ...] = ()
+    neighbours_settings: dict = field(default_factory=dict)
+    pretrained_settings: dict = field(default_factory=dict)
 
     def __post_init__(self):
         from hrcam.train.modules import OBJECTIVES
@@ -81,10 +112,23 @@ class DemoConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         self.objectives = tuple(self.objectives)
         self.compare_methods = tuple(self.compare_methods)
+        self.extras = tuple(self.extras)
+        for name in self.extras:
+            if name not in EXTRAS:
+                raise ValueError(f"extras: {name!r} is not one of {', '.join(EXTRAS)}")
+        for extra in EXTRAS:
+            unknown = set(getattr(self, f"{extra}_settings")) - set(EXTRA_SETTINGS[extra])
+            if unknown:
+                raise ValueError(f"{extra}_settings: unknown keys {sorted(unknown)}; "
+                                 f"known: {', '.join(EXTRA_SETTINGS[extra])}")
+
+    def extra_settings(self, extra: str) -> dict:
+        """EXTRA_SETTINGS[extra] with this config's overrides."""
+        return {**EXTRA_SETTINGS[extra], **getattr(self, f"{extra}_settings")}
 
     def to_json(self) -> dict:
         return {**dataclasses.asdict(self), "objectives": list(self.objectives),
-                "compare_methods": list(self.compare_methods)}
+                "compare_methods": list(self.compare_methods), "extras": list(self.extras)}
 
 
 DEMO_PRESET = DemoConfig()
@@ -376,6 +420,13 @@ def _run(out: Path, data_dir: Path, cfg: DemoConfig, force: bool, progress: bool
             _log("reusing the method comparison", progress)
         compare_table = _compare_table(json.loads(cmp_json.read_text()), cfg)
 
+    # 5b. opt-in extras ----------------------------------------------------------------------
+    extras: dict[str, dict] = {}
+    if "pretrained" in cfg.extras:
+        extras["pretrained"] = _extra_pretrained(out, data_dir, cfg, stages, data_key, progress)
+    if "neighbours" in cfg.extras:
+        extras["neighbours"] = _extra_neighbours(out, data_dir, cfg, stages, data_key, progress)
+
     # 6. figures and report --------------------------------------------------------------------
     t0 = time.perf_counter()
     figures = []
@@ -396,28 +447,152 @@ def _run(out: Path, data_dir: Path, cfg: DemoConfig, force: bool, progress: bool
                 maps.setdefault(kind, summary)
             else:
                 maps[kind if obj == primary else f"{kind}_{obj}"] = summary
-    wall = {name: stages.seconds(name) for name in stages.done}
+    labels = {k: _kind_label(k, MAP_LABELS) for k in maps}
+    if "pretrained" in extras:
+        size = extras["pretrained"]["settings"]["im_size"]
+        for kind in ("low", "high", "refined"):
+            if kind in extras["pretrained"]["summary"]:
+                maps[f"lite0_{kind}"] = extras["pretrained"]["summary"][kind]
+                labels[f"lite0_{kind}"] = f"Lite0 {PRETRAINED_LABELS[kind]} ({size} px)"
+    wall = {name: stages.seconds(name) for name in stages.done  # extras of earlier runs: only if asked for
+            if not name.startswith("extra_") or name[len("extra_"):] in cfg.extras}
     wall["figures_report"] = round(time.perf_counter() - t0, 2)
     metrics = {
         "classification": {"accuracy": classification["top1"], "top5": classification["top5"],
                            "macro_f1": classification["macro"]["f1"],
                            "num_samples": classification["num_samples"]},
         "maps": maps,
-        "map_labels": {k: _kind_label(k, MAP_LABELS) for k in maps},
+        "map_labels": labels,
         "primary_objective": primary,
         "pointing_tolerance_px": pointing_tolerance(cfg.size),
         "config": cfg.to_json(),
         "wall_time_s": wall,
     }
-    metrics["best_map"] = _best_maps(maps)
+    metrics["best_map"] = _best_maps({k: v for k, v in maps.items() if not k.startswith("lite0_")})
+    if extras:
+        metrics["extras"] = {name: {k: v for k, v in rec.items() if k != "summary"} for name, rec in extras.items()}
     stage_total = sum(v for v in wall.values() if math.isfinite(v))
     wall["all_stages"] = round(stage_total, 2)
     wall["this_run"] = round(time.perf_counter() - start, 2)
     (out / "metrics.json").write_text(json.dumps(_finite(metrics), indent=1))
-    extra = ([compare_table] if compare_table is not None else []) + list(extra_tables)
+    extra = ([compare_table] if compare_table is not None else [])
+    if "neighbours" in extras:
+        extra.append(_neighbours_table(extras["neighbours"]))
+    extra += list(extra_tables)
     _write_report(out, cfg, metrics, classification, figures, extra)
     _log(f"wrote {out / 'report.md'} and {out / 'metrics.json'}", progress)
     return metrics
+
+
+PRETRAINED_LABELS = {"low": "low-res CAM", "high": "high-res CAM", "refined": "refined"}
+NEIGHBOUR_NAMES = {"camnet": "CAM (Zhou et al., camnet)", "lcam": "L-CAM-Fm", "casm": "CASM"}
+
+
+def _extra_pretrained(out: Path, data_dir: Path, cfg: DemoConfig, stages: _Stages, data_key: str,
+                      progress: bool) -> dict:
+    """Stage ``extra_pretrained``: frozen Lite0 + linear head + decoder, scored like the demo maps."""
+    from hrcam.metrics.classification import classification_metrics
+    from hrcam.workflows.pretrained_demo import fit_pretrained_digits, score_pretrained
+
+    ps = cfg.extra_settings("pretrained")
+    limit = ps["test_limit"] if ps["test_limit"] is not None else cfg.limit
+    key = _key(data_key, ps, limit, cfg.seed)
+    path = out / "extras" / "pretrained.json"
+    if stages.fresh("extra_pretrained", key, [path]):
+        _log("reusing the pretrained-path evaluation", progress)
+        return json.loads(path.read_text())
+    _log(f"extra 'pretrained': {ps['backbone']} frozen, linear head on the digits, decoder "
+         f"{ps['decoder_steps']} steps, {ps['im_size']} px", progress)
+    t0 = time.perf_counter()
+    fit = {k: v for k, v in ps.items() if k != "test_limit"}
+    net, info = fit_pretrained_digits(data_dir, seed=cfg.seed, progress=progress, **fit)
+    t1 = time.perf_counter()
+    res = score_pretrained(net, data_dir, ps["im_size"], limit=limit, progress=progress)
+    backbone = getattr(net, "backbone", net)
+    cls = classification_metrics(res.labels, res.logits, backbone.num_classes, backbone.class_names)
+    seconds = {"linear_head": info["seconds_head"],
+               "decoder": (info["decoder"] or {}).get("seconds", 0.0),
+               "score": round(time.perf_counter() - t1, 2)}
+    record = {"settings": ps, "summary": _finite(res.summary), "count": len(res.paths),
+              "accuracy": cls["top1"], "top5": cls["top5"], "info": _finite(info), "seconds": seconds}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1))
+    stages.record("extra_pretrained", key, time.perf_counter() - t0, **{f"seconds_{k}": v for k, v in seconds.items()})
+    return record
+
+
+def _subset_data(data_dir: Path, dest: Path, train: int, test: int) -> Path:
+    """A copy of ``train`` / ``test`` images spread over each split (so over the classes), same
+    relative paths, with their ground truth (``annotations.json`` entries and mask files)."""
+    import shutil
+
+    from hrcam.data.folders import ClassFolderDataset, dataset_classes
+    from hrcam.workflows.localization import select_indices
+
+    if dest.exists():
+        shutil.rmtree(dest)
+    annotations = json.loads((data_dir / "annotations.json").read_text())
+    kept = {}
+    classes = dataset_classes(data_dir)
+    for split, n in (("train", train), ("test", test)):
+        ds = ClassFolderDataset(data_dir / split, 8, 3, classes=classes)
+        for i in select_indices(len(ds), n):
+            rel = Path(ds.samples[int(i)][0]).resolve().relative_to(data_dir.resolve()).as_posix()
+            files = [rel]
+            if rel in annotations:
+                kept[rel] = annotations[rel]
+                files += [annotations[rel]["mask"]] if annotations[rel].get("mask") else []
+            for f in files:
+                (dest / f).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(data_dir / f, dest / f)
+    (dest / "annotations.json").write_text(json.dumps(kept))
+    return dest
+
+
+def _extra_neighbours(out: Path, data_dir: Path, cfg: DemoConfig, stages: _Stages, data_key: str,
+                      progress: bool) -> dict:
+    """Stage ``extra_neighbours``: CAM, L-CAM and CASM on a subset of the demo data, scored with
+    ``hrcam compare``'s metrics on the subset's test images."""
+    from hrcam.train.neighbours_demo import neighbour_rows, train_neighbours
+
+    nb = cfg.extra_settings("neighbours")
+    key = _key(data_key, nb, cfg.seed)
+    path = out / "extras" / "neighbours.json"
+    if stages.fresh("extra_neighbours", key, [path]):
+        _log("reusing CAM / L-CAM / CASM", progress)
+        return json.loads(path.read_text())
+    _log(f"extra 'neighbours': CAM, L-CAM, CASM on {nb['backbone']}, {nb['train']} train / {nb['test']} "
+         f"test images, {nb['im_size']} px, {nb['epochs']} epochs", progress)
+    t0 = time.perf_counter()
+    sub = _subset_data(data_dir, out / "extras" / "neighbours_data", nb["train"], nb["test"])
+    seconds: dict = {}
+    train_kw = {k: v for k, v in nb.items() if k not in ("train", "test", "score_batch")}
+    weights = train_neighbours(sub, out / "extras" / "neighbours", seed=cfg.seed, progress=progress,
+                               seconds=seconds, **train_kw)
+    t1 = time.perf_counter()
+    rows = neighbour_rows(weights, sub, batch_size=nb["score_batch"], progress=progress)
+    seconds["score"] = round(time.perf_counter() - t1, 2)
+    record = {"settings": nb, "rows": _finite(rows), "seconds": seconds}
+    path.write_text(json.dumps(record, indent=1))
+    stages.record("extra_neighbours", key, time.perf_counter() - t0, **{f"seconds_{k}": v for k, v in seconds.items()})
+    return record
+
+
+def _neighbours_table(record: dict):
+    from hrcam.report import table_from_records
+
+    nb, sec = record["settings"], record["seconds"]
+    rows = {NEIGHBOUR_NAMES.get(r["method"], r["method"]): r for r in record["rows"]}
+    times = ", ".join(f"{k} {v:.0f} s" for k, v in sec.items())
+    return table_from_records(
+        f"CAM / L-CAM / CASM trained on the demo data ({nb['train']} train / {nb['test']} test images)",
+        rows, [("clean_top1", "classifier acc."), *COMPARE_COLUMNS], "method",
+        note=(f"Small settings: {nb['backbone']}{' (offline ImageNet weights)' if nb['pretrained'] else ''}, "
+              f"{nb['im_size']} px, batch {nb['batch_size']}, {nb['epochs']} epochs, CAM extra conv "
+              f"{nb['extra_channels']} channels, L-CAM-Fm on the trained CAM classifier (lr {nb['lcam_lr']}), "
+              f"CASM thinning {nb['thinning']}. Wall time: {times}. Each method explains its own "
+              "classifier, so these rows are not on the FullModel above; same columns as the "
+              "comparison table."))
 
 
 def _compare(out: Path, data_dir: Path, cfg: DemoConfig, weights: Path, progress: bool) -> None:
@@ -504,7 +679,7 @@ def _write_report(out: Path, cfg: DemoConfig, metrics: dict, classification: dic
     )
     best = metrics["best_map"]
     wins = []
-    for kind in [k for k in maps if k not in ("low", "center")]:
+    for kind in [k for k in maps if k not in ("low", "center") and not k.startswith("lite0_")]:
         better = [h for key, h in METRIC_COLUMNS
                   if _beats(maps[kind].get(key), maps["low"].get(key), key.startswith(("om_", "le_")))]
         wins.append(f"{metrics['map_labels'][kind]} beats the low-res CAM on {len(better)} of "
@@ -535,6 +710,7 @@ def _write_report(out: Path, cfg: DemoConfig, metrics: dict, classification: dic
         cls,
         loc,
         f"Best map per metric (centre prior excluded): {verdict}.\n\n" + ";\n".join(wins) + ".\n",
+        *([_pretrained_text(metrics)] if "pretrained" in metrics.get("extras", {}) else []),
         wall,
     ]
     for obj, path in figures:
@@ -543,3 +719,27 @@ def _write_report(out: Path, cfg: DemoConfig, metrics: dict, classification: dic
                                    "(mask, box in red)."))
     blocks.append(Figure("pipeline.png", "The post-processing pipeline on the first test image."))
     write_report(out / "report.md", "hrcam demo: HR-CAM on digits on textures", blocks, list(extra_tables))
+
+
+def _pretrained_text(metrics: dict) -> str:
+    """The paragraph under the localization table that explains the Lite0 rows."""
+    rec = metrics["extras"]["pretrained"]
+    ps, info, sec = rec["settings"], rec["info"], rec["seconds"]
+    maps = metrics["maps"]
+    lower = [k for k in ("lite0_high", "lite0_refined") if k in maps]
+    wins = []
+    for kind in lower:
+        better = [h for key, h in METRIC_COLUMNS
+                  if _beats(maps[kind].get(key), maps["lite0_low"].get(key), key.startswith(("om_", "le_")))]
+        wins.append(f"{metrics['map_labels'][kind]} beats the Lite0 low-res CAM on {len(better)} of "
+                    f"{len(METRIC_COLUMNS)} metrics")
+    dec = info.get("decoder") or {}
+    return (f"**Lite0 rows** (pretrained path, not FC-DenseNet): {ps['backbone']} with its offline "
+            f"ImageNet weights, frozen; only the linear head fitted on {info['train_images']} training "
+            f"digits ({ps['head_epochs']} epochs on cached features) at {ps['im_size']} px "
+            f"(low-res maps {ps['im_size'] // 32}×{ps['im_size'] // 32}); then the rank-{dec.get('rank', '–')} decoder, "
+            f"'{ps['objective']}' objective, {ps['decoder_steps']} steps of batch {ps['decoder_batch']} "
+            f"at {ps['train_size']} px. Test accuracy of this classifier: {rec['accuracy']:.3f} on "
+            f"{rec['count']} images. Wall time: linear head {sec['linear_head']:.0f} s, decoder "
+            f"{sec['decoder']:.0f} s, scoring {sec['score']:.0f} s. "
+            + ("; ".join(wins) + "." if wins else "") + "\n")

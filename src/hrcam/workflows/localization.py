@@ -95,7 +95,8 @@ def evaluate_localization(model, data_dir, split: str = "test", limit: int | Non
     gt = ground_truth if ground_truth is not None else load_ground_truth(data_dir, split)
     classes = dataset_classes(data_dir)
     size = int(model.im_size)
-    channels = int(model.net.config.in_channels)
+    config = getattr(model.net, "config", None)  # pretrained backbones (no config) take RGB
+    channels = int(config.in_channels) if config is not None else 3
     dataset = ClassFolderDataset(data_dir / split, size, channels, classes=classes)
     rel_paths = [Path(p).resolve().relative_to(data_dir.resolve()).as_posix() for p, _ in dataset.samples]
     annotated = [i for i, rel in enumerate(rel_paths) if rel in gt]
