@@ -105,15 +105,10 @@ SUBCOMMANDS = [add_run, add_photos]
 
 def register(subparsers) -> None:
     """Add the ``demo`` command group and its sub-commands."""
-    parser = subparsers.add_parser(
-        "demo",
-        help="built-in demonstrations ('run': the whole workflow on digits on textures)",
-        description="Built-in demonstrations that need no download.",
-    )
-    sub = parser.add_subparsers(dest="demo_command", metavar="SUBCOMMAND")
-    sub.required = True
-    for add in SUBCOMMANDS:
-        add(sub)
+    from hrcam.cli.common import command_group
+
+    command_group(subparsers, "demo", help="built-in demonstrations ('run': the whole workflow on digits on textures)",
+                  description="Built-in demonstrations that need no download.", adders=SUBCOMMANDS)
 
 
 __all__ = ["register", "SUBCOMMANDS", "add_run", "run_run", "add_photos"]
