@@ -51,16 +51,18 @@ __all__ = ["DemoConfig", "DEMO_PRESET", "EXTRAS", "EXTRA_SETTINGS", "run_demo", 
 #: opt-in extra stages of the demo
 EXTRAS = ("neighbours", "pretrained")
 
-#: their small settings (measured times: see the README's demo section / the report's wall-time table)
+#: their small settings, each extra ≤ 2.5 min on a busy 2-core CPU (measured: pretrained 78 s =
+#: linear head 34 s + decoder 16 s + scoring 500 test images 28 s; neighbours 146 s = CAM 32 s +
+#: L-CAM 7 s + CASM 67 s + scoring 100 test images 40 s); the report gives each run's own times
 EXTRA_SETTINGS = {
     # CAM / L-CAM / CASM: keyword arguments of train_neighbours plus the image subset
     # (``train``/``test`` images spread over the splits) and the scoring batch
     "neighbours": {"backbone": "efficientnet_lite0", "pretrained": True, "im_size": 96, "batch_size": 32,
                    "epochs": 2, "extra_channels": 256, "lcam_lr": 1e-2, "thinning": "L100",
-                   "train": 500, "test": 100, "score_batch": 50},
+                   "train": 1000, "test": 100, "score_batch": 50},
     # keyword arguments of fit_pretrained_digits, plus ``test_limit`` (None = the demo's ``limit``)
-    "pretrained": {"backbone": "efficientnet_lite0", "im_size": 128, "head_epochs": 100, "decoder_steps": 100,
-                   "train_size": 128, "decoder_batch": 8, "objective": "consistency", "train_limit": None,
+    "pretrained": {"backbone": "efficientnet_lite0", "im_size": 224, "head_epochs": 100, "decoder_steps": 100,
+                   "train_size": 128, "decoder_batch": 8, "objective": "consistency", "train_limit": 2000,
                    "test_limit": None},
 }
 
@@ -675,7 +677,10 @@ def _write_report(out: Path, cfg: DemoConfig, metrics: dict, classification: dic
               "(15 px at 224, scaled). Box accuracy: IoU ≥ 0.5 (CAM rule: ≥ 20 % of max, largest "
               "8-connected component) / IoU > 0.5 (CASM rule: mean-fraction of pixels, largest "
               "4-connected component). Mask IoU: normalized map ≥ 0.5. OM = 1 − box hit · correct "
-              "(lower is better). The centre prior is a fixed Gaussian that ignores the image."),
+              "(lower is better). The centre prior is a fixed Gaussian that ignores the image."
+              + (" Lite0 rows: scored at their own input size (ground truth resized with the image, "
+                 "tolerance scaled the same way); see below." if any(k.startswith("lite0_") for k in maps)
+                 else "")),
     )
     best = metrics["best_map"]
     wins = []

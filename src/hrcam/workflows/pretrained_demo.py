@@ -9,10 +9,11 @@ gives the high-res CAMs; the post-processing pipeline gives the refined maps. Al
 by :func:`hrcam.workflows.localization.evaluate_localization`, exactly like the FC-DenseNet maps
 of the demo (predicted class, same metrics, ground truth resized to the model input).
 
-    net, info = fit_pretrained_digits("data/demo", im_size=128, decoder_steps=100)
-    res = score_pretrained(net, "data/demo", im_size=128)      # LocalizationResult
+    net, info = fit_pretrained_digits("data/demo", im_size=224, decoder_steps=100, train_limit=2000)
+    res = score_pretrained(net, "data/demo", im_size=224)      # LocalizationResult
 
-Used by ``hrcam demo run --extras pretrained`` and ``benchmarks/bench_pretrained_digits.py``.
+Used by ``hrcam demo run --extras pretrained`` (settings: ``hrcam.workflows.demo.EXTRA_SETTINGS``)
+and ``benchmarks/bench_pretrained_digits.py``.
 """
 from __future__ import annotations
 
@@ -22,15 +23,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["PRETRAINED_DEMO_SETTINGS", "PretrainedModel", "fit_pretrained_digits", "score_pretrained"]
-
-#: the demo's small settings (``hrcam demo run --extras pretrained``)
-PRETRAINED_DEMO_SETTINGS = {
-    "backbone": "efficientnet_lite0", "im_size": 128, "head_epochs": 100, "decoder_steps": 100,
-    "train_size": 128, "decoder_batch": 8, "objective": "consistency", "train_limit": None,
-    "test_limit": None,
-}
-
+__all__ = ["PretrainedModel", "fit_pretrained_digits", "score_pretrained"]
 
 @dataclass
 class PretrainedModel:
