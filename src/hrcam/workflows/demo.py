@@ -158,6 +158,13 @@ class _Stages:
         return (not self.force and rec is not None and rec.get("key") == key
                 and all(Path(p).exists() for p in outputs))
 
+    def cached_json(self, name: str, key: str, path: Path, progress: bool, what: str) -> dict | None:
+        """The JSON a finished stage wrote to ``path`` (logging that it is reused), or None."""
+        if not self.fresh(name, key, [path]):
+            return None
+        _log(f"reusing {what}", progress)
+        return json.loads(path.read_text())
+
     def record(self, name: str, key: str, seconds: float, **info) -> None:
         self.done[name] = {"key": key, "seconds": round(seconds, 2), **info}
         self.path.write_text(json.dumps(self.done, indent=1))
@@ -500,9 +507,9 @@ def _extra_pretrained(out: Path, data_dir: Path, cfg: DemoConfig, stages: _Stage
     limit = ps["test_limit"] if ps["test_limit"] is not None else cfg.limit
     key = _key(data_key, ps, limit, cfg.seed)
     path = out / "extras" / "pretrained.json"
-    if stages.fresh("extra_pretrained", key, [path]):
-        _log("reusing the pretrained-path evaluation", progress)
-        return json.loads(path.read_text())
+    cached = stages.cached_json("extra_pretrained", key, path, progress, "the pretrained-path evaluation")
+    if cached is not None:
+        return cached
     _log(f"extra 'pretrained': {ps['backbone']} frozen, linear head on the digits, decoder "
          f"{ps['decoder_steps']} steps, {ps['im_size']} px", progress)
     t0 = time.perf_counter()
@@ -560,9 +567,9 @@ def _extra_neighbours(out: Path, data_dir: Path, cfg: DemoConfig, stages: _Stage
     nb = cfg.extra_settings("neighbours")
     key = _key(data_key, nb, cfg.seed)
     path = out / "extras" / "neighbours.json"
-    if stages.fresh("extra_neighbours", key, [path]):
-        _log("reusing CAM / L-CAM / CASM", progress)
-        return json.loads(path.read_text())
+    cached = stages.cached_json("extra_neighbours", key, path, progress, "CAM / L-CAM / CASM")
+    if cached is not None:
+        return cached
     _log(f"extra 'neighbours': CAM, L-CAM, CASM on {nb['backbone']}, {nb['train']} train / {nb['test']} "
          f"test images, {nb['im_size']} px, {nb['epochs']} epochs", progress)
     t0 = time.perf_counter()
