@@ -24,7 +24,7 @@ if "--no-thp" not in sys.argv:
 import torch  # noqa: E402
 
 from hrcam.models.base import class_maps  # noqa: E402
-from hrcam.models.hrcam_nets import FullNet, HalfNet  # noqa: E402
+from hrcam.models.hrcam.nets import FullNet, HalfNet  # noqa: E402
 from hrcam.train.modules import FullModule, HalfModule, l2_penalty  # noqa: E402
 
 

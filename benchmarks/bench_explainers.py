@@ -21,7 +21,7 @@ import time
 import torch
 
 from hrcam.explain import create
-from hrcam.models.hrcam_nets import FullNet
+from hrcam.models.hrcam.nets import FullNet
 
 ALL = ("cam", "hrcam", "refined", "gradcam", "gradcampp", "scorecam")
 

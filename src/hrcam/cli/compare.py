@@ -14,7 +14,6 @@ from hrcam.errors import UserError
 
 DEFAULT_METHODS = ("cam", "hrcam", "refined", "gradcam", "gradcampp", "scorecam")
 HIGH_RES_METHODS = ("hrcam", "refined")
-NEIGHBOUR_TYPES = ("camnet", "lcam", "casm")  # hrcam.models.neighbour_io.NEIGHBOUR_TYPES, kept import-free
 
 
 def register(subparsers) -> None:
@@ -131,29 +130,19 @@ class _Loaded:
 
 
 def _load(weights, kind, device) -> _Loaded:
-    """HR-CAM half/full weights through :func:`hrcam.cams.load_model`; CAM / L-CAM / CASM weights
-    (``hrcam train cam|lcam|casm``) through :func:`hrcam.models.neighbour_io.load_neighbour`."""
-    from hrcam.cams import load_model
-    from hrcam.weights import load_weights
+    """Any weights hrcam writes, through :func:`hrcam.models.registry.load_network`; ``--type``
+    picks the HalfModel inside full-model weights (:func:`hrcam.api.seed.select_type`)."""
+    from hrcam.api.seed import select_type
+    from hrcam.models.registry import load_network
 
-    _, meta = load_weights(weights)
-    recorded = meta.get("hrcam_type")
-    if recorded in NEIGHBOUR_TYPES:
-        from hrcam.models.neighbour_io import load_neighbour
-
-        if kind is not None:
-            raise UserError(f"--type applies to HR-CAM weights; {weights} holds {recorded} weights")
-        net, meta = load_neighbour(weights)
-        net.to(device)
-        # torchvision backbones take RGB input
-        return _Loaded(net, recorded, int(meta.get("im_size", 224)), int(meta["num_classes"]), device)
-    model = load_model(weights, type=kind, device=device)
-    return _Loaded(model.net, model.kind, model.im_size, model.num_classes, model.device,
-                   model.net.config.in_channels)
+    net, meta = load_network(weights, device=device)
+    net, kind = select_type(net, meta, kind, weights)
+    return _Loaded(net, kind, int(meta.get("im_size", 224)), int(net.num_classes), device,
+                   int(meta.get("in_channels", 3)))
 
 
 def run(args) -> int:
-    from hrcam.compare import compare_methods, format_markdown, write_table
+    from hrcam.evaluation.compare import compare_methods, format_markdown, write_table
     from hrcam.explain.registry import parse_methods
 
     try:
@@ -161,7 +150,9 @@ def run(args) -> int:
     except ValueError as err:
         raise UserError(str(err)) from None
     model = _load(args.weights, args.type, _device(args.device))
-    if model.kind in NEIGHBOUR_TYPES and not args.methods:
+    from hrcam.models.registry import model_types
+
+    if model.kind in model_types("baseline") and not args.methods:
         methods = [model.kind]  # a CAM / L-CAM / CASM run explains itself by default
     net = model.net
     high = getattr(net, "has_high_res", False)

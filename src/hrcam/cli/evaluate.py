@@ -51,8 +51,8 @@ def register(subparsers) -> None:
 
 
 def run_classification(args) -> int:
-    from hrcam.cams import load_model
-    from hrcam.evaluation import evaluate_classification
+    from hrcam.api.seed import load_model
+    from hrcam.evaluation.classification import evaluate_classification
     from hrcam.metrics.classification import format_classification_report
 
     if not args.data_dir or not args.weights:

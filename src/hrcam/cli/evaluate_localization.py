@@ -62,11 +62,11 @@ def register(evaluate_subparsers) -> None:
 
 
 def run_localization(args) -> int:
-    from hrcam.cams import load_model
+    from hrcam.api.seed import load_model
     from hrcam.data.annotations import load_ground_truth
-    from hrcam.report import table_from_records, write_report
+    from hrcam.viz.report import table_from_records, write_report
     from hrcam.workflows.demo import METRIC_COLUMNS
-    from hrcam.workflows.localization import MAP_LABELS, evaluate_localization
+    from hrcam.evaluation.localization import MAP_LABELS, evaluate_localization
 
     data_dir = Path(args.data_dir)
     if not data_dir.is_dir():
@@ -93,7 +93,7 @@ def run_localization(args) -> int:
         f"top-1 accuracy {res.accuracy:.3f})",
         {MAP_LABELS[k]: v for k, v in res.summary.items()}, METRIC_COLUMNS, "map")
     write_report(out / "localization.md", f"Localization: {weights}", [table])
-    from hrcam.report import markdown_table
+    from hrcam.viz.report import markdown_table
 
     print(markdown_table(table))
     print(f"written: {out / 'localization.json'}, {out / 'localization.md'}")

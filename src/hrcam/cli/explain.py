@@ -142,7 +142,7 @@ def run(args) -> int:
     import torch
     from tqdm.auto import tqdm
 
-    from hrcam.cams import compute_cams, load_model
+    from hrcam.api.seed import compute_cams, load_model
     from hrcam.data.folders import load_image
     from hrcam.postprocessing import pipeline_batch, validate_params
 
@@ -223,7 +223,7 @@ def run(args) -> int:
 def _save_outputs(out: Path, stem: str, img, maps: dict, args, params: dict) -> None:
     import numpy as np
 
-    from hrcam import plotting
+    from hrcam.viz import plotting
 
     shown = maps.get("high", maps["low"])
     if "png" in args.format:

@@ -77,7 +77,7 @@ def register_train(train_subparsers) -> None:
 
 
 def _backbone(args):
-    from hrcam.models.backbones import build_backbone
+    from hrcam.models.pretrained.backbones import build_backbone
 
     pretrained = True if args.backbone == "efficientnet_lite0" else bool(args.pretrained)
     try:
@@ -89,7 +89,7 @@ def _backbone(args):
 
 
 def run_train_decoder(args) -> int:
-    from hrcam.models.decoder import DecoderNet
+    from hrcam.models.pretrained.decoder import DecoderNet
     from hrcam.train.decoder import DecoderModule, ImagesDataModule
     from hrcam.train.runner import check_results_name, fit
 
@@ -145,7 +145,7 @@ def register_demo(demo_subparsers) -> None:
 def run_demo_photos(args) -> int:
     from pathlib import Path
 
-    from hrcam.demo_photos import run_photo_demo
+    from hrcam.workflows.photos import run_photo_demo
 
     extra = args.extra_dir
     if extra is None and (Path(DEFAULT_DEMO_DATA) / "train").is_dir():

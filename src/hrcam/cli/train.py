@@ -9,7 +9,7 @@ from hrcam.cli.common import add_distributed_args, distributed_kwargs, nonneg_fl
 from hrcam.errors import UserError
 
 #: modules adding more ``hrcam train <method>`` sub-commands through ``register_train(subparsers)``
-TRAIN_MODULES: list[str] = ["hrcam.cli.train_neighbours", "hrcam.cli.pretrained"]
+TRAIN_MODULES: list[str] = ["hrcam.cli.train_baselines", "hrcam.cli.pretrained"]
 
 ARCH_ARGS = ("init_filters", "growth_rate", "layers_per_block", "num_blocks", "aux_channels")
 

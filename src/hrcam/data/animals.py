@@ -17,6 +17,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from hrcam.data.layout import dataset_classes, read_synset_file  # noqa: F401 - re-exported
 from hrcam.errors import UserError
 
 __all__ = [
@@ -51,27 +52,6 @@ def select_animal_wnids(wnids: Iterable[str]) -> list[str]:
     return sorted({w for w in wnids if is_animal_wnid(w)})[:NUM_ANIMAL_CLASSES]
 
 
-def read_synset_file(path: str | os.PathLike) -> dict[str, str]:
-    """Read ``wnid description`` lines (``synset_words.txt``, ``animal_synsets.txt``, ``classes.txt``).
-
-    Returns ``{wnid: description}`` in file order; the description is everything after the first
-    whitespace (``"tench, Tinca tinca"``), or ``""`` for a line with the id only. Blank lines and
-    lines starting with ``#`` are skipped.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"synset file not found: {path}")
-    out: dict[str, str] = {}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            parts = line.split(None, 1)
-            out.setdefault(parts[0], parts[1].strip() if len(parts) > 1 else "")
-    return out
-
-
 def _first_name(description: str) -> str:
     return description.split(",")[0].strip()
 
@@ -88,7 +68,7 @@ class AnimalsMapper:
     classes:
         the class order (index ``i`` ↔ ``classes[i]``): a sequence of folder names / wnids, a
         ``classes.txt`` file (its descriptions, if any, give names when ``synset_words`` is not
-        given), or a dataset folder (:func:`hrcam.data.folders.dataset_classes`). Default: the
+        given), or a dataset folder (:func:`hrcam.data.layout.dataset_classes`). Default: the
         animal synsets of ``synset_words`` (:func:`select_animal_wnids`; all its ids, sorted,
         when none is an animal).
     """
@@ -111,8 +91,6 @@ class AnimalsMapper:
                 if synset_words is None:
                     descriptions = listed
             elif path.is_dir():
-                from hrcam.data.folders import dataset_classes
-
                 wnids = dataset_classes(path)
                 if synset_words is None and (path / "classes.txt").is_file():
                     descriptions = read_synset_file(path / "classes.txt")

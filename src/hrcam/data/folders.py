@@ -34,6 +34,13 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from hrcam.data.layout import (  # noqa: F401 - re-exported: the README's import path
+    DATA_DIR_ENV,
+    _visible,
+    dataset_classes,
+    find_split,
+    list_class_folders,
+)
 from hrcam.errors import UserError
 
 __all__ = [
@@ -46,19 +53,8 @@ __all__ = [
     "DATA_DIR_ENV",
 ]
 
-DATA_DIR_ENV = "HRCAM_DATA_DIR"
 
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-
-
-def _visible(name: str) -> bool:
-    return not name.startswith(".")
-
-
-def list_class_folders(split_dir: str | os.PathLike) -> list[str]:
-    """Sorted names of the (non-hidden) sub-folders of ``split_dir``."""
-    split_dir = Path(split_dir)
-    return sorted(e.name for e in os.scandir(split_dir) if e.is_dir() and _visible(e.name))
 
 
 def _image_extensions() -> set[str]:
@@ -283,52 +279,6 @@ class ClassFolderDataset(torch.utils.data.Dataset):
             f"classes={self.num_classes}, im_size={self.im_size}, channels={self.channels}, "
             f"skipped={self.skipped})"
         )
-
-
-def find_split(data_dir: str | os.PathLike | None, split: str) -> Path:
-    """``data_dir/split`` after checking it holds ``<class>/<file>``; :class:`UserError` otherwise.
-
-    The messages are one line each: missing ``data_dir``, missing split folder, no class folders,
-    or no files in any class folder.
-    """
-    if data_dir is None or str(data_dir) == "":
-        raise UserError(f"no data directory given (pass --data_dir or set {DATA_DIR_ENV})")
-    data_dir = Path(data_dir).expanduser()
-    if not data_dir.is_dir():
-        raise UserError(f"data directory not found: {data_dir}")
-    split_dir = data_dir / split
-    if not split_dir.is_dir():
-        raise UserError(
-            f"no {split}/ folder in {data_dir} (expected {data_dir}/{split}/<class>/<images>)"
-        )
-    classes = list_class_folders(split_dir)
-    if not classes:
-        raise UserError(f"no class folders in {split_dir} (expected {split_dir}/<class>/<images>)")
-    for name in classes:
-        with os.scandir(split_dir / name) as it:
-            if any(_visible(e.name) and e.is_file() for e in it):
-                return split_dir
-    raise UserError(f"no images in the {len(classes)} class folders of {split_dir}")
-
-
-def dataset_classes(data_dir: str | os.PathLike) -> list[str]:
-    """The class list of a dataset, the same for every split.
-
-    ``data_dir/classes.txt`` (first word of each line, as written by ``hrcam data animals``) when
-    present, else the sorted class folders of ``train/``, else of ``test/``.
-    """
-    data_dir = Path(data_dir)
-    listing = data_dir / "classes.txt"
-    if listing.is_file():
-        from hrcam.data.animals import read_synset_file
-
-        return list(read_synset_file(listing))
-    for split in ("train", "test"):
-        if (data_dir / split).is_dir():
-            classes = list_class_folders(data_dir / split)
-            if classes:
-                return classes
-    raise UserError(f"no classes.txt, train/ or test/ class folders in {data_dir}")
 
 
 def read_image(

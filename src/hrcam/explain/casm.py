@@ -9,15 +9,15 @@ from __future__ import annotations
 import torch
 
 from hrcam.explain.base import Explainer, resolve_targets
-from hrcam.explain.camnet import resolve_model
-from hrcam.models.casm import CASMNet
+from hrcam.models.baselines.casm import CASMNet
+from hrcam.models.registry import resolve_network
 
 
 class CASMExplainer(Explainer):
     name = "casm"
 
     def __init__(self, model, device=None):
-        model = resolve_model(model, "casm")
+        model = resolve_network(model, "casm")
         if not isinstance(model, CASMNet):
             raise ValueError(f"model: expected a CASMNet (hrcam train casm), got {type(model).__name__}")
         super().__init__(model, device=device)

@@ -9,15 +9,15 @@ from __future__ import annotations
 import torch
 
 from hrcam.explain.base import Explainer, resolve_targets
-from hrcam.explain.camnet import resolve_model
-from hrcam.models.lcam import LCAMNet
+from hrcam.models.baselines.lcam import LCAMNet
+from hrcam.models.registry import resolve_network
 
 
 class LCAMExplainer(Explainer):
     name = "lcam"
 
     def __init__(self, model, device=None):
-        model = resolve_model(model, "lcam")
+        model = resolve_network(model, "lcam")
         if not isinstance(model, LCAMNet):
             raise ValueError(f"model: expected an LCAMNet (hrcam train lcam), got {type(model).__name__}")
         super().__init__(model, device=device)

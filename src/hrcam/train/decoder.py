@@ -27,8 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from hrcam.models.backbones import build_backbone
-from hrcam.models.decoder import DecoderNet
+from hrcam.models.pretrained.backbones import build_backbone
+from hrcam.models.pretrained.decoder import DecoderNet
+from hrcam.models.registry import model_metadata
 
 __all__ = [
     "DecoderModule",
@@ -118,44 +119,7 @@ class DecoderModule(L.LightningModule):
         return torch.optim.Adam(self.net.decoder_parameters(), lr=self.lr)
 
     def export_state(self):
-        return self.net.state_dict(), decoder_metadata(self.net, self.im_size, self.objective)
-
-
-def decoder_metadata(net: DecoderNet, im_size: int, objective: str | None = None) -> dict:
-    """Safetensors metadata that lets :func:`load_decoder` rebuild ``net``."""
-    meta = {
-        "hrcam_type": "decoder",
-        "backbone": net.backbone.name,
-        "num_classes": net.num_classes,
-        "in_channels": 3,
-        "im_size": int(im_size),
-        "arch": {"rank": net.rank, "width": net.width, "residual": net.residual},
-        "class_names": list(net.class_names),
-        "format_version": 1,
-    }
-    if objective:
-        meta["objective"] = objective
-    return meta
-
-
-def load_decoder(path, device=None) -> tuple[DecoderNet, dict]:
-    """Rebuild a trained :class:`DecoderNet` from ``hrcam train decoder`` weights (no download)."""
-    from hrcam.errors import UserError
-    from hrcam.weights import load_weights
-
-    state, meta = load_weights(path)
-    if meta.get("hrcam_type") != "decoder":
-        raise UserError(f"{path} does not hold decoder weights (hrcam_type={meta.get('hrcam_type')!r})")
-    arch = meta.get("arch") or {}
-    backbone = build_backbone(meta["backbone"], pretrained=False, num_classes=int(meta["num_classes"]),
-                              class_names=meta.get("class_names"))
-    net = DecoderNet(backbone, rank=int(arch.get("rank", 128)), width=int(arch.get("width", 32)),
-                     residual=bool(arch.get("residual", True)))
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise UserError(f"{path} does not fit the decoder it describes: {str(err).splitlines()[0]}") from None
-    return net.to(device or "cpu").eval(), meta
+        return self.net.state_dict(), model_metadata("decoder", self.net, self.im_size, objective=self.objective)
 
 
 # -- data: images without labels ----------------------------------------------------------------

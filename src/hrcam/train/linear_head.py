@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from hrcam.models.backbones import BackboneNet
+from hrcam.models.pretrained.backbones import BackboneNet
 
 __all__ = ["pooled_features", "fit_linear_head"]
 

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hrcam.cams import network_metadata
-from hrcam.models.hrcam_nets import FullNet, HalfNet
+from hrcam.models.registry import model_metadata
+from hrcam.models.hrcam.nets import FullNet, HalfNet
 
 OBJECTIVES = ("reconstruction", "consistency")
 
@@ -62,7 +62,7 @@ class _Base(L.LightningModule):
                                                    "interval": "epoch"}}
 
     def export_state(self):
-        return self.net.state_dict(), network_metadata(self.kind, self.net, self.im_size, self.class_names)
+        return self.net.state_dict(), model_metadata(self.kind, self.net, self.im_size, self.class_names)
 
     def _log_acc(self, name, logits, y, **kw):
         self.log(name, (logits.argmax(1) == y).float().mean(), on_step=False, on_epoch=True, **kw)

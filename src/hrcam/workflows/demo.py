@@ -22,7 +22,7 @@ reported:
 - ``extra_pretrained``: the pretrained path (:mod:`hrcam.workflows.pretrained_demo`): frozen
   EfficientNet-Lite0, linear head fitted on the digits, a short decoder run; its low-res /
   high-res / refined maps become the "Lite0 …" rows of the localization table → ``OUT/extras/pretrained.json``;
-- ``extra_neighbours``: CAM, L-CAM-Fm and CASM (:mod:`hrcam.train.neighbours_demo`) trained on a
+- ``extra_neighbours``: CAM, L-CAM-Fm and CASM (:mod:`hrcam.workflows.baselines_demo`) trained on a
   subset of the demo data and scored like ``hrcam compare`` → a table under "Other methods",
   ``OUT/extras/neighbours.json``.
 
@@ -263,7 +263,7 @@ def gallery_figure(examples: dict, path, n: int = 16, title: str = ""):
     from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
 
-    from hrcam.plotting import overlay
+    from hrcam.viz.plotting import overlay
 
     kinds = [k for k in ("low", "high", "refined") if k in examples]
     n = min(n, len(examples["image"]))
@@ -343,7 +343,7 @@ def _run(out: Path, data_dir: Path, cfg: DemoConfig, force: bool, progress: bool
     from hrcam.data.demo import FORMAT_VERSION, build_demo_dataset, demo_dataset_exists
     from hrcam.metrics.classification import classification_metrics
     from hrcam.metrics.localization import pointing_tolerance
-    from hrcam.workflows.localization import MAP_LABELS, evaluate_localization
+    from hrcam.evaluation.localization import MAP_LABELS, evaluate_localization
 
     out.mkdir(parents=True, exist_ok=True)
     stages = _Stages(out, force)
@@ -375,7 +375,7 @@ def _run(out: Path, data_dir: Path, cfg: DemoConfig, force: bool, progress: bool
         _log("reusing the trained HalfModel", progress)
 
     # 3.–4. FullModel per objective, evaluation ----------------------------------------------
-    from hrcam.cams import load_model
+    from hrcam.api.seed import load_model
 
     results: dict[str, dict] = {}
     classification = None
@@ -445,7 +445,7 @@ def _run(out: Path, data_dir: Path, cfg: DemoConfig, force: bool, progress: bool
                        title=f"decoder objective: {obj}")
         figures.append((obj, f"gallery_{obj}.png"))
         if obj == primary:
-            from hrcam.plotting import pipeline as pipeline_figure
+            from hrcam.viz.plotting import pipeline as pipeline_figure
 
             pipeline_figure(ex["image"][0], ex["low"][0], ex["high"][0], save=out / "pipeline.png")
 
@@ -536,7 +536,7 @@ def _subset_data(data_dir: Path, dest: Path, train: int, test: int) -> Path:
     import shutil
 
     from hrcam.data.folders import ClassFolderDataset, dataset_classes
-    from hrcam.workflows.localization import select_indices
+    from hrcam.evaluation.localization import select_indices
 
     if dest.exists():
         shutil.rmtree(dest)
@@ -562,7 +562,7 @@ def _extra_neighbours(out: Path, data_dir: Path, cfg: DemoConfig, stages: _Stage
                       progress: bool) -> dict:
     """Stage ``extra_neighbours``: CAM, L-CAM and CASM on a subset of the demo data, scored with
     ``hrcam compare``'s metrics on the subset's test images."""
-    from hrcam.train.neighbours_demo import neighbour_rows, train_neighbours
+    from hrcam.workflows.baselines_demo import neighbour_rows, train_neighbours
 
     nb = cfg.extra_settings("neighbours")
     key = _key(data_key, nb, cfg.seed)
@@ -588,7 +588,7 @@ def _extra_neighbours(out: Path, data_dir: Path, cfg: DemoConfig, stages: _Stage
 
 
 def _neighbours_table(record: dict):
-    from hrcam.report import table_from_records
+    from hrcam.viz.report import table_from_records
 
     nb, sec = record["settings"], record["seconds"]
     rows = {NEIGHBOUR_NAMES.get(r["method"], r["method"]): r for r in record["rows"]}
@@ -608,11 +608,11 @@ def _compare(out: Path, data_dir: Path, cfg: DemoConfig, weights: Path, progress
     """``hrcam compare`` on ``cfg.compare_limit`` test images (spread over the split)."""
     import torch
 
-    from hrcam.cams import load_model
-    from hrcam.compare import compare_methods, write_table
+    from hrcam.api.seed import load_model
+    from hrcam.evaluation.compare import compare_methods, write_table
     from hrcam.data.annotations import load_ground_truth
     from hrcam.data.folders import ClassFolderDataset, dataset_classes
-    from hrcam.workflows.localization import select_indices
+    from hrcam.evaluation.localization import select_indices
 
     model = load_model(weights)
     dataset = ClassFolderDataset(data_dir / "test", cfg.size, 3, classes=dataset_classes(data_dir))
@@ -638,7 +638,7 @@ COMPARE_COLUMNS = [("ms_per_image", "ms / image"), ("pointing_game", "pointing g
 
 
 def _compare_table(payload: dict, cfg: DemoConfig):
-    from hrcam.report import table_from_records
+    from hrcam.viz.report import table_from_records
 
     records = {row.get("method", f"method {i}"): row for i, row in enumerate(payload["rows"])}
     return table_from_records(
@@ -673,7 +673,7 @@ def _best_maps(maps: dict) -> dict:
 
 
 def _write_report(out: Path, cfg: DemoConfig, metrics: dict, classification: dict, figures, extra_tables):
-    from hrcam.report import Figure, Table, table_from_records, write_report
+    from hrcam.viz.report import Figure, Table, table_from_records, write_report
 
     maps = metrics["maps"]
     records = {metrics["map_labels"][k]: v for k, v in maps.items()}

@@ -3,10 +3,10 @@
 EfficientNet-Lite0 (offline ImageNet weights) stays frozen; only its linear head is fitted on
 the demo digits (:func:`hrcam.train.linear_head.fit_linear_head`, cached pooled features). Its
 low-res CAMs (S/32 × S/32) are the HalfModel maps. Then a rank-r decoder
-(:class:`hrcam.models.decoder.DecoderNet`, r = min(10, K): exact for a 10-class head, U_r V_r = W)
+(:class:`hrcam.models.pretrained.decoder.DecoderNet`, r = min(10, K): exact for a 10-class head, U_r V_r = W)
 is trained for a few steps on the training images (labels unused, the seed's augmentation) and
 gives the high-res CAMs; the post-processing pipeline gives the refined maps. All three are scored
-by :func:`hrcam.workflows.localization.evaluate_localization`, exactly like the FC-DenseNet maps
+by :func:`hrcam.evaluation.localization.evaluate_localization`, exactly like the FC-DenseNet maps
 of the demo (predicted class, same metrics, ground truth resized to the model input).
 
     net, info = fit_pretrained_digits("data/demo", im_size=224, decoder_steps=100, train_limit=2000)
@@ -27,8 +27,8 @@ __all__ = ["PretrainedModel", "fit_pretrained_digits", "score_pretrained"]
 
 @dataclass
 class PretrainedModel:
-    """What :func:`~hrcam.workflows.localization.evaluate_localization` reads: ``net`` (a
-    :class:`~hrcam.models.backbones.BackboneNet` or :class:`~hrcam.models.decoder.DecoderNet`)
+    """What :func:`~hrcam.evaluation.localization.evaluate_localization` reads: ``net`` (a
+    :class:`~hrcam.models.pretrained.backbones.BackboneNet` or :class:`~hrcam.models.pretrained.decoder.DecoderNet`)
     and the input side ``im_size``."""
 
     net: torch.nn.Module
@@ -40,7 +40,7 @@ class _Subset:
     the split (what :func:`fit_linear_head` reads: ``train_dataloader``, ``num_classes``, ``classes``)."""
 
     def __init__(self, dm, limit: int | None, batch_size: int = 32):
-        from hrcam.workflows.localization import select_indices
+        from hrcam.evaluation.localization import select_indices
 
         self.dm, self.classes, self.num_classes = dm, dm.classes, dm.num_classes
         self.indices = select_indices(len(dm.train_set), limit).tolist()
@@ -65,9 +65,9 @@ def fit_pretrained_digits(data_dir, *, backbone: str = "efficientnet_lite0", im_
     ``decoder_steps == 0``) and ``{"head_fit", "train_images", "seconds_head", "decoder"}``.
     """
     from hrcam.data.transforms import seed_augmentation
-    from hrcam.demo_photos import decoder_detail, loss_summary, train_decoder_steps
-    from hrcam.models.backbones import build_backbone
-    from hrcam.models.decoder import DecoderNet
+    from hrcam.workflows.photos import decoder_detail, loss_summary, train_decoder_steps
+    from hrcam.models.pretrained.backbones import build_backbone
+    from hrcam.models.pretrained.decoder import DecoderNet
     from hrcam.train.datamodule import FolderDataModule
     from hrcam.train.decoder import ImageListDataset
     from hrcam.train.linear_head import fit_linear_head
@@ -98,9 +98,9 @@ def fit_pretrained_digits(data_dir, *, backbone: str = "efficientnet_lite0", im_
 
 def score_pretrained(net: torch.nn.Module, data_dir, im_size: int, split: str = "test",
                      limit: int | None = None, progress: bool = False, keep_examples: int = 0):
-    """:func:`~hrcam.workflows.localization.evaluate_localization` of ``net`` at ``im_size``:
+    """:func:`~hrcam.evaluation.localization.evaluate_localization` of ``net`` at ``im_size``:
     ``low`` (and with a decoder ``high``, ``refined``) plus the centre prior, predicted class."""
-    from hrcam.workflows.localization import evaluate_localization
+    from hrcam.evaluation.localization import evaluate_localization
 
     return evaluate_localization(PretrainedModel(net, int(im_size)), Path(data_dir), split, limit=limit,
                                  progress=progress, keep_examples=keep_examples)

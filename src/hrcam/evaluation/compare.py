@@ -1,0 +1,290 @@
+"""Compare explanation methods on one model and one set of images (``hrcam compare``).
+
+:func:`compare_methods` runs every method batch by batch, times the explainer call alone (maps
+only, no metric work), and scores the maps with every faithfulness metric
+(:mod:`hrcam.metrics.faithfulness`) and, where ground truth is given, every localization metric
+(:mod:`hrcam.metrics.localization`). One row per method; :func:`write_table` writes it as
+Markdown, JSON and CSV.
+
+Maps that are constant, all zero or non-finite are counted per reason (``excluded_*``) and left
+out of *every* metric of that method (``scored`` = images that count).
+
+Batch means are combined with image-count weights, so the numbers do not depend on the batch
+size (up to float rounding).
+"""
+from __future__ import annotations
+
+__all__ = ["LOCALIZATION_KEYS", "FAITHFULNESS_KEYS", "COUNT_KEYS", "COLUMN_NOTES", "compare_methods", "columns",
+           "format_markdown", "format_csv", "write_table"]
+
+
+import contextlib
+import csv
+import io
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hrcam.data.transforms import as_batch
+from hrcam.explain.base import Explainer
+from hrcam.explain.registry import create, parse_methods
+from hrcam.metrics import faithfulness as faith
+
+LOCALIZATION_KEYS = (
+    "pointing_game", "pointing_game_tol", "energy_pointing_game", "box_acc_cam", "box_acc_casm",
+    "le_cam", "le_casm", "om_cam", "om_casm", "mask_iou",
+)
+FAITHFULNESS_KEYS = tuple(
+    [f"{m}@{q:g}" for q in faith.AD_IC_LEVELS for m in ("AD", "IC")]
+    + [f"{v}_{s}" for v in ("masked_in", "masked_out", "inpainted") for s in ("top1", "top5", "entropy")]
+    + ["deletion_auc", "insertion_auc"]
+)
+COUNT_KEYS = ("images", "scored") + tuple(f"excluded_{r}" for r in faith.EXCLUSION_REASONS)
+#: what each column means (written under the Markdown table)
+COLUMN_NOTES = {
+    "ms_per_image": "explainer time per image (maps only), milliseconds",
+    "AD@q / IC@q": "Average Drop (%, lower is better) / Increase in Confidence (%, higher) with the lowest q of the map zeroed",
+    "masked_in/out, inpainted": "top-1/top-5 accuracy (fraction) and mean entropy (nats) of b·x, (1−b)·x, Telea-inpainted x; b = norm(map) ≥ 0.5",
+    "deletion_auc / insertion_auc": "AUC of p(class) as the top-ranked pixels are zeroed / inserted (20 steps; lower / higher is better)",
+    "localization": "pointing game (0 px and 15 px@224), energy pointing game, box accuracy and LE/OM (CAM and CASM box rules), mask IoU",
+}
+
+
+class _Mean:
+    """Image-count-weighted running means of a dict of batch means (NaN batches skipped)."""
+
+    def __init__(self):
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, values: dict, n: int) -> None:
+        for key, v in values.items():
+            if key in ("n", "excluded") or n == 0 or v is None or (isinstance(v, float) and math.isnan(v)):
+                self.sums.setdefault(key, 0.0)
+                self.counts.setdefault(key, 0)
+                continue
+            self.sums[key] = self.sums.get(key, 0.0) + float(v) * n
+            self.counts[key] = self.counts.get(key, 0) + n
+
+    def result(self) -> dict:
+        return {k: (self.sums[k] / self.counts[k] if self.counts[k] else float("nan")) for k in self.sums}
+
+
+def _ground_truth_slice(gt, idx: list[int]):
+    if gt is None:
+        return None, None
+    masks = gt.get("masks")
+    boxes = gt.get("boxes")
+    if masks is not None:
+        masks = [None if masks[i] is None else np.asarray(masks[i], dtype=bool) for i in idx]
+        if all(m is None for m in masks):
+            masks = None
+    if boxes is not None:
+        boxes = [list(np.asarray(boxes[i], dtype=np.float64).reshape(-1, 4)) for i in idx]
+    return masks, boxes
+
+
+def _check_ground_truth(gt, n: int) -> None:
+    if gt is None:
+        return
+    if not isinstance(gt, dict) or not ({"masks", "boxes"} & set(gt)):
+        raise ValueError("ground_truth: expected a dict with 'masks' and/or 'boxes' (one entry per image)")
+    for key in ("masks", "boxes"):
+        if gt.get(key) is not None and len(gt[key]) != n:
+            raise ValueError(f"ground_truth: {len(gt[key])} {key} for {n} images")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def compare_methods(
+    model,
+    images,
+    labels=None,
+    methods=("cam", "hrcam", "refined", "gradcam", "gradcampp", "scorecam"),
+    ground_truth: dict | None = None,
+    *,
+    batch_size: int = 32,
+    explainer_kwargs: dict | None = None,
+    progress: bool = False,
+    steps: int = 20,
+    threshold: float = 0.5,
+) -> list[dict]:
+    """One row (dict) per method with counts, ``ms_per_image``, localization and faithfulness.
+
+    ``model``: a CAM network (or any model the chosen explainers accept), put in eval mode for
+    the run and restored after. ``images``: N images in any form :func:`as_batch` accepts (in
+    [0, 1]). ``labels``: N true classes (used for masked accuracies and OM; without them the
+    predictions stand in and OM is left out). ``methods``: names or a comma string (see
+    :func:`hrcam.explain.available`); a list may also hold ready-made :class:`Explainer` objects
+    (of the same model; the caller keeps ownership and closes them), reported under their
+    ``name``. ``ground_truth``: ``{"masks": [N masks H×W or None],
+    "boxes": [N lists of [x0, y0, x1, y1]]}`` at the input resolution, or None (localization
+    columns left out). ``explainer_kwargs``: ``{method: {kwarg: value}}`` for the factories.
+    """
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
+    specs = _method_specs(methods)
+    x, _ = as_batch(images)
+    n = x.shape[0]
+    if n == 0:
+        raise ValueError("images: no images given")
+    if labels is not None:
+        labels = torch.as_tensor(np.asarray(labels), dtype=torch.long).reshape(-1)
+        if labels.numel() != n:
+            raise ValueError(f"labels: {labels.numel()} labels for {n} images")
+    _check_ground_truth(ground_truth, n)
+    explainer_kwargs = explainer_kwargs or {}
+    was_training = model.training
+    model.eval()
+    rows = []
+    try:
+        for name, given in specs:
+            if given is not None:
+                ctx = contextlib.nullcontext(given)
+            else:
+                ctx = create(name, model, **explainer_kwargs.get(name, {}))
+            rows.append(_compare_one(model, name, ctx, x, labels, ground_truth, batch_size, progress, steps, threshold))
+    finally:
+        model.train(was_training)
+    return rows
+
+
+def _method_specs(methods) -> list[tuple[str, Explainer | None]]:
+    if isinstance(methods, str):
+        return [(n, None) for n in parse_methods(methods)]
+    specs: list[tuple[str, Explainer | None]] = []
+    for m in methods:
+        if isinstance(m, Explainer):
+            specs.append((m.name, m))
+        else:
+            specs += [(n, None) for n in parse_methods([m])]
+    if not specs:
+        raise ValueError("methods: no method given")
+    names = [n for n, _ in specs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"methods: duplicate names in {names}")
+    return specs
+
+
+def _compare_one(model, name, ctx, x, labels, gt, batch_size, progress, steps, threshold) -> dict:
+    from hrcam.metrics import localization as loc
+
+    n = x.shape[0]
+    seconds = 0.0
+    reasons_all: list = []
+    faith_mean = _Mean()
+    loc_parts: dict[str, list] = {}
+    batches = range(0, n, batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        batches = tqdm(batches, desc=f"compare {name}", unit="batch")
+    with ctx as explainer:
+        device = explainer.device
+        # one untimed warm-up call so lazy imports and allocator start-up are not billed to a method
+        explainer.explain(x[: min(2, n)])
+        for start in batches:
+            xb = x[start : start + batch_size].to(device)
+            _sync(device)
+            t0 = time.perf_counter()
+            exp = explainer.explain(xb)
+            _sync(device)
+            seconds += time.perf_counter() - t0
+            reasons = faith.exclusion_reasons(exp.raw)
+            reasons_all += reasons
+            yb = labels[start : start + batch_size] if labels is not None else None
+            res = faith.faithfulness(model, xb, exp.raw, labels=yb, classes=exp.targets.cpu(),
+                                     batch_size=batch_size, steps=steps, threshold=threshold)
+            faith_mean.add(res, res["n"])
+            if gt is not None:
+                valid = [i for i, r in enumerate(reasons) if r is None]
+                if valid:
+                    masks, boxes = _ground_truth_slice(gt, [start + i for i in valid])
+                    correct = None
+                    if yb is not None:
+                        correct = (exp.logits.argmax(1).cpu() == yb).numpy()[valid]
+                    per = loc.localization_metrics(exp.maps[valid].cpu().numpy(), gt_masks=masks, gt_boxes=boxes,
+                                                   correct=correct, image_size=int(max(x.shape[-2:])))
+                    for key, values in per.items():
+                        loc_parts.setdefault(key, []).append(np.asarray(values, dtype=np.float64))
+    counts = faith.count_excluded(reasons_all)
+    row: dict = {"method": name, "images": n, "scored": n - sum(counts.values())}
+    row.update({f"excluded_{r}": c for r, c in counts.items()})
+    row["ms_per_image"] = 1000.0 * seconds / n
+    if gt is not None:
+        summary = loc.summarize({k: np.concatenate(v) for k, v in loc_parts.items()}) if loc_parts else {}
+        for key in LOCALIZATION_KEYS:
+            if not (key.startswith("om_") and labels is None):
+                row[key] = summary.get(key, float("nan"))
+    means = faith_mean.result()
+    for key in FAITHFULNESS_KEYS:
+        row[key] = means.get(key, float("nan"))
+    return row
+
+
+# -- output ----------------------------------------------------------------------------------------
+def columns(rows: list[dict]) -> list[str]:
+    """Column order: method, counts, time, localization, faithfulness (only columns some row has)."""
+    order = ["method", *COUNT_KEYS, "ms_per_image", *LOCALIZATION_KEYS, *FAITHFULNESS_KEYS]
+    present = set().union(*(r.keys() for r in rows)) if rows else set()
+    extra = sorted(present - set(order))
+    return [c for c in order if c in present] + extra
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else f"{v:.4g}"
+    return str(v)
+
+
+def format_markdown(rows: list[dict], notes: bool = True) -> str:
+    """A GitHub-flavoured Markdown table, methods as rows (and a short legend)."""
+    cols = columns(rows)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for r in rows:
+        lines.append("| " + " | ".join(_fmt(r.get(c, "")) for c in cols) + " |")
+    if notes:
+        lines.append("")
+        lines += [f"- **{k}**: {v}" for k, v in COLUMN_NOTES.items()]
+        if not any(k in cols for k in LOCALIZATION_KEYS):
+            lines.append("- localization columns are left out: no ground truth was given")
+    return "\n".join(lines) + "\n"
+
+
+def format_csv(rows: list[dict]) -> str:
+    cols = columns(rows)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({c: r.get(c, "") for c in cols})
+    return buf.getvalue()
+
+
+def _json_safe(v):
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, (np.floating, np.integer)):
+        return _json_safe(v.item())
+    return v
+
+
+def write_table(rows: list[dict], out_dir, name: str = "compare", meta: dict | None = None) -> dict[str, Path]:
+    """Write ``<name>.md``, ``<name>.json`` (NaN → null) and ``<name>.csv`` into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"md": out / f"{name}.md", "json": out / f"{name}.json", "csv": out / f"{name}.csv"}
+    paths["md"].write_text(format_markdown(rows))
+    payload = {"columns": columns(rows), "rows": [{k: _json_safe(v) for k, v in r.items()} for r in rows]}
+    if meta:
+        payload["meta"] = meta
+    paths["json"].write_text(json.dumps(payload, indent=2))
+    paths["csv"].write_text(format_csv(rows))
+    return paths

@@ -1,0 +1,1 @@
+"""Baseline map methods with their own networks: CAM fine-tuning, L-CAM and CASM."""

@@ -1,0 +1,1 @@
+"""The HR-CAM networks trained from scratch: FC-DenseNet parts and HalfNet / FullNet."""

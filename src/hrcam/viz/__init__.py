@@ -1,0 +1,1 @@
+"""Pictures and pages: figures and overlays (:mod:`.plotting`, :mod:`.overlays`) and HTML/Markdown reports (:mod:`.report`)."""

@@ -1,0 +1,162 @@
+"""The demo workflow end to end at a micro scale (32 px, tiny data, one epoch each)."""
+import json
+import math
+
+import pytest
+
+from hrcam.workflows.demo import DemoConfig, run_demo
+
+MAP_KEYS = ("pointing_game", "pointing_game_tol", "energy_pointing_game", "box_acc_cam",
+            "box_acc_casm", "mask_iou")
+
+
+@pytest.fixture(scope="module")
+def micro(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo_run")
+    cfg = DemoConfig(size=32, train=20, test=10, half_epochs=1, full_epochs=1, batch_size=10,
+                     arch={"init_filters": 8, "growth_rate": 4, "layers_per_block": 2},
+                     objectives=("reconstruction", "consistency"), gallery=3, threads=1,
+                     compare_methods=("cam", "refined"), compare_limit=4, half_settle_epochs=1)
+    metrics = run_demo(root / "out", root / "data", cfg, progress=False)
+    return root, cfg, metrics
+
+
+def test_files_and_metrics(micro):
+    root, cfg, metrics = micro
+    out = root / "out"
+    for name in ("report.md", "metrics.json", "gallery_reconstruction.png", "gallery_consistency.png",
+                 "pipeline.png", "half/last_weights.safetensors", "half/settled/last_weights.safetensors",
+                 "full_reconstruction/last_weights.safetensors", "stages.json"):
+        assert (out / name).is_file(), name
+    assert (root / "data/annotations.json").is_file()
+    on_disk = json.loads((out / "metrics.json").read_text())
+    assert on_disk["classification"]["accuracy"] == metrics["classification"]["accuracy"]
+    assert 0.0 <= metrics["classification"]["accuracy"] <= 1.0
+    for kind in ("low", "high", "refined", "high_consistency", "refined_consistency", "center"):
+        for key in MAP_KEYS:
+            v = on_disk["maps"][kind][key]
+            assert v is not None and math.isfinite(v) and 0.0 <= v <= 1.0, (kind, key, v)
+        assert on_disk["maps"][kind]["count"] == 10
+    for stage in ("data", "train_half", "train_full_reconstruction", "evaluate_reconstruction"):
+        assert on_disk["wall_time_s"][stage] >= 0.0
+    report = (out / "report.md").read_text()
+    assert "high-res CAM" in report and "gallery_reconstruction.png" in report
+    assert (out / "compare/compare.json").is_file() and "Explanation methods" in report
+
+
+def test_rerun_reuses_finished_stages(micro):
+    root, cfg, _ = micro
+    stages_before = json.loads((root / "out/stages.json").read_text())
+    weights = root / "out/half/last_weights.safetensors"
+    mtime = weights.stat().st_mtime_ns
+    from hrcam.viz.report import Table
+
+    extra = Table("Faithfulness (extra)", ["method", "AD"], [["cam", 12.5]])
+    run_demo(root / "out", root / "data", cfg, progress=False, extra_tables=[extra])
+    assert weights.stat().st_mtime_ns == mtime  # not retrained
+    assert json.loads((root / "out/stages.json").read_text()) == stages_before
+    report = (root / "out/report.md").read_text()
+    assert "## Other methods" in report and "| cam | 12.500 |" in report
+
+
+def test_config_rejects_bad_objective():
+    with pytest.raises(ValueError, match="objectives"):
+        DemoConfig(objectives=("nonsense",))
+
+
+def test_evaluate_localization_cli(micro, capsys):
+    from hrcam.cli import main
+
+    root, _, _ = micro
+    out = root / "loc"
+    rc = main(["evaluate", "localization", "--data_dir", str(root / "data"), "--weights",
+               str(root / "out/full_reconstruction/last_weights.safetensors"), "--limit", "4",
+               "--out", str(out), "--no_progress"])
+    assert rc == 0
+    rec = json.loads((out / "localization.json").read_text())
+    assert rec["count"] == 4 and set(rec["maps"]) == {"low", "high", "refined", "center"}
+    assert "high-res CAM" in (out / "localization.md").read_text()
+    # a half model has only low-res maps
+    rc = main(["evaluate", "localization", "--data_dir", str(root / "data"), "--weights",
+               str(root / "out/half/last_weights.safetensors"), "--out", str(out / "half"),
+               "--no_progress"])
+    assert rc == 0
+    assert set(json.loads((out / "half/localization.json").read_text())["maps"]) == {"low", "center"}
+    # user errors: one line, exit code 2
+    assert main(["evaluate", "localization", "--data_dir", str(root / "missing"), "--weights",
+                 str(root / "out/half/last_weights.safetensors")]) == 2
+    assert "no such folder" in capsys.readouterr().err
+
+
+def test_data_demo_cli(tmp_path, capsys):
+    from hrcam.cli import main
+
+    assert main(["data", "demo", "--out", str(tmp_path / "d"), "--size", "32", "--train", "10",
+                 "--test", "10", "--no-progress"]) == 0
+    assert (tmp_path / "d/test/9/00009.png").is_file()
+    assert main(["data", "demo", "--out", str(tmp_path / "e"), "--size", "8"]) == 2
+    assert "size" in capsys.readouterr().err
+
+
+def test_same_seed_same_numbers(micro, tmp_path):
+    """A second run from scratch (same data, same seed) gives the same weights-derived numbers."""
+    root, cfg, metrics = micro
+    import dataclasses
+
+    again = run_demo(tmp_path / "out", root / "data",
+                     dataclasses.replace(cfg, objectives=("reconstruction",), compare_limit=0),
+                     progress=False)
+    assert again["classification"] == metrics["classification"]
+    for kind in ("low", "high", "refined"):
+        assert again["maps"][kind] == metrics["maps"][kind], kind
+
+
+def test_extras_add_rows(micro):
+    """--extras neighbours,pretrained at micro scale: Lite0 rows in the localization table, the
+    three neighbours in an 'Other methods' table, finite numbers, times recorded, stages reused."""
+    import dataclasses
+
+    from hrcam.cli.demo import add_run
+    import argparse
+
+    root, cfg, _ = micro
+    ecfg = dataclasses.replace(
+        cfg, extras=("neighbours", "pretrained"),
+        neighbours_settings={"backbone": "resnet18", "pretrained": False, "im_size": 32, "batch_size": 8,
+                             "epochs": 1, "extra_channels": 8, "train": 10, "test": 4, "score_batch": 4},
+        pretrained_settings={"im_size": 32, "head_epochs": 2, "decoder_steps": 2, "train_size": 32,
+                             "decoder_batch": 4, "train_limit": 10, "test_limit": 4})
+    metrics = run_demo(root / "out", root / "data", ecfg, progress=False)
+    on_disk = json.loads((root / "out/metrics.json").read_text())
+    for kind in ("lite0_low", "lite0_high", "lite0_refined"):
+        assert on_disk["maps"][kind]["count"] == 4
+        for key in MAP_KEYS:
+            v = on_disk["maps"][kind][key]
+            assert v is not None and math.isfinite(v) and 0.0 <= v <= 1.0, (kind, key, v)
+        assert on_disk["map_labels"][kind].startswith("Lite0 ")
+    rows = on_disk["extras"]["neighbours"]["rows"]
+    assert [r["method"] for r in rows] == ["camnet", "lcam", "casm"]
+    for r in rows:
+        assert r["images"] == 4 and math.isfinite(r["pointing_game"]) and math.isfinite(r["AD@0"])
+    assert set(on_disk["extras"]["neighbours"]["seconds"]) == {"cam", "lcam", "casm", "score"}
+    assert set(on_disk["extras"]["pretrained"]["seconds"]) == {"linear_head", "decoder", "score"}
+    assert on_disk["wall_time_s"]["extra_pretrained"] > 0 and on_disk["wall_time_s"]["extra_neighbours"] > 0
+    assert on_disk["best_map"] == metrics["best_map"] and not any(
+        v.startswith("lite0") for v in on_disk["best_map"].values())
+    report = (root / "out/report.md").read_text()
+    loc = report.split("### Localization")[1].split("###")[0]
+    assert "| Lite0 high-res CAM (32 px) |" in loc and "| Lite0 refined (32 px) |" in loc
+    other = report.split("## Other methods")[1]
+    assert "| CAM (Zhou et al., camnet) |" in other and "| L-CAM-Fm |" in other and "| CASM |" in other
+    # a second run reuses both extra stages
+    stages = json.loads((root / "out/stages.json").read_text())
+    run_demo(root / "out", root / "data", ecfg, progress=False)
+    assert json.loads((root / "out/stages.json").read_text()) == stages
+    # the CLI flag parses and unknown names are refused
+    parser = argparse.ArgumentParser()
+    add_run(parser.add_subparsers())
+    assert parser.parse_args(["run", "--extras", "pretrained"]).extras == "pretrained"
+    with pytest.raises(ValueError, match="extras"):
+        DemoConfig(extras=("bogus",))
+    with pytest.raises(ValueError, match="pretrained_settings"):
+        DemoConfig(pretrained_settings={"bogus": 1})
