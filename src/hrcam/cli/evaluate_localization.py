@@ -65,7 +65,7 @@ def run_localization(args) -> int:
     from hrcam.api.seed import load_model
     from hrcam.data.annotations import load_ground_truth
     from hrcam.viz.report import table_from_records, write_report
-    from hrcam.workflows.demo import METRIC_COLUMNS
+    from hrcam.metrics.columns import SUMMARY_LOCALIZATION, label_pairs
     from hrcam.evaluation.localization import MAP_LABELS, evaluate_localization
 
     data_dir = Path(args.data_dir)
@@ -91,7 +91,7 @@ def run_localization(args) -> int:
     table = table_from_records(
         f"Localization ({res.image_size}×{res.image_size} px, {len(res.paths)} images, "
         f"top-1 accuracy {res.accuracy:.3f})",
-        {MAP_LABELS[k]: v for k, v in res.summary.items()}, METRIC_COLUMNS, "map")
+        {MAP_LABELS[k]: v for k, v in res.summary.items()}, label_pairs(SUMMARY_LOCALIZATION), "map")
     write_report(out / "localization.md", f"Localization: {weights}", [table])
     from hrcam.viz.report import markdown_table
 

@@ -1,4 +1,4 @@
-"""``hrcam train cam|lcam|casm``: the neighbouring learned explainers (DESIGN §5).
+"""``hrcam train cam|lcam|casm``: the baseline learned explainers (parsing only; :mod:`hrcam.train.recipes` trains).
 
 Plugged into ``hrcam train`` through ``register_train(train_subparsers)``. Every run writes
 ``results/<name>/{best,last}_weights.safetensors`` (rebuildable by
@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from hrcam.cli.common import add_distributed_args, distributed_kwargs, nonneg_float, positive_int
-from hrcam.errors import UserError
 from hrcam.models.baselines.feature_backbones import BACKBONES
 
 __all__ = ["register_train"]
@@ -107,131 +105,50 @@ def register_train(sub) -> None:
     casm.set_defaults(func=run_casm)
 
 
-# -- shared steps ------------------------------------------------------------------------------
-def _datamodule(args):
-    from hrcam.train.datamodule import FolderDataModule
-    from hrcam.train.runner import check_results_name
+# -- commands: flags -> plain arguments of hrcam.train.recipes -----------------------------------
+def _settings(args):
+    from hrcam.train.recipes import FolderData, RunSettings
 
-    check_results_name(args.results_name)
-    if args.lr <= 0:
-        raise UserError(f"--lr must be > 0, got {args.lr}")
-    if args.backbone_weights and not Path(args.backbone_weights).is_file():
-        raise UserError(f"--backbone_weights: no such file {args.backbone_weights}")
-    try:
-        return FolderDataModule(args.data_dir, args.im_size, 3, args.batch_size, augment=not args.no_augment,
-                                num_workers=args.num_workers, seed=args.seed)
-    except UserError:
-        raise
-    except (ValueError, FileNotFoundError) as err:
-        raise UserError(str(err)) from None
+    data = FolderData(args.data_dir, im_size=args.im_size, batch_size=args.batch_size, augment=not args.no_augment,
+                      num_workers=args.num_workers)
+    run = RunSettings(args.results_name, epochs=args.epochs, results_root=args.results_root,
+                      logs_root=args.logs_root, resume=args.resume, progress=not args.no_progress, seed=args.seed,
+                      max_steps=args.max_steps, limit_train_batches=args.limit_train_batches,
+                      num_maps=args.num_maps, distributed=distributed_kwargs(args))
+    return data, run
 
 
-def _user_errors(fn, *a, **kw):
-    """Library ValueErrors (bad weights file, bad option) become one-line CLI errors."""
-    try:
-        return fn(*a, **kw)
-    except UserError:
-        raise
-    except ValueError as err:
-        raise UserError(str(err)) from None
-
-
-def _fit(module, dm, args, monitor: str, mode: str, method: str) -> int:
-    from hrcam.train.runner import fit
-
-    out = fit(module, dm, args.results_name, epochs=args.epochs, results_root=args.results_root,
-              logs_root=args.logs_root, monitor=monitor, mode=mode, resume=args.resume,
-              progress=not args.no_progress, seed=args.seed, max_steps=args.max_steps,
-              limit_train_batches=args.limit_train_batches, **distributed_kwargs(args))
-    if not out["trainer"].is_global_zero:
-        return 0
-    report = {"best": str(out["best"]), "last": str(out["last"])}
-    if args.num_maps > 0:
-        report["maps"] = str(_save_maps(out["best"], dm, method, args.num_maps))
-    print(json.dumps(report))
+def _report(report) -> int:
+    if report is not None:
+        print(json.dumps(report))
     return 0
 
 
-def _save_maps(weights, dm, method: str, n: int) -> Path:
-    import torch
-
-    from hrcam.explain.registry import create
-    from hrcam.models.registry import load_network
-    from hrcam.train.baseline_maps import save_maps
-
-    dataset = dm.val_set if dm.val_set is not None else dm.train_set
-    n = min(n, len(dataset))
-    images = torch.stack([dataset[i][0] for i in range(n)])
-    labels = torch.tensor([int(dataset[i][1]) for i in range(n)])
-    net, meta = load_network(weights)
-    explainer = create(method, net)
-    targets = None if method == "casm" else labels
-    return save_maps(explainer, images, Path(weights).parent / "maps", targets=targets,
-                     class_names=meta.get("class_names"))
+def _backbone(args) -> dict:
+    return {"backbone": args.backbone, "backbone_weights": args.backbone_weights, "pretrained": args.pretrained}
 
 
-# -- commands ----------------------------------------------------------------------------------
 def run_cam(args) -> int:
-    from hrcam.models.baselines.camnet import CAMNet
-    from hrcam.train.baselines import CAMModule
+    """``hrcam train cam``: :func:`hrcam.train.recipes.train_cam`."""
+    from hrcam.train.recipes import train_cam
 
-    dm = _datamodule(args)
-    if args.label is not None and not 0 <= args.label < dm.num_classes:
-        raise UserError(f"--label must be a class index in 0..{dm.num_classes - 1}, got {args.label}")
-    net = _user_errors(CAMNet.build, args.backbone, dm.num_classes, backbone_weights=args.backbone_weights,
-                       pretrained=args.pretrained, extra_conv=not args.no_extra_conv,
-                       extra_channels=args.extra_channels)
-    module = _user_errors(CAMModule, net, lr=args.lr, beta1=args.beta1, freeze_backbone=args.freeze_backbone,
-                          label=args.label, log_every=args.log_every, im_size=args.im_size, class_names=dm.classes)
-    return _fit(module, dm, args, "val_acc", "max", "camnet")
-
-
-def _lcam_classifier(args, dm):
-    from hrcam.models.baselines.camnet import CAMNet
-    from hrcam.models.baselines.feature_backbones import build_feature_backbone
-    from hrcam.models.registry import load_network
-
-    if args.classifier:
-        net, meta = load_network(args.classifier)
-        if not isinstance(net, CAMNet):
-            raise UserError(f"--classifier must hold weights from 'hrcam train cam', got {meta.get('hrcam_type')}")
-    else:
-        num_classes = None if (args.backbone_weights or args.pretrained) else dm.num_classes
-        net = _user_errors(build_feature_backbone, args.backbone, weights=args.backbone_weights, pretrained=args.pretrained,
-                           num_classes=num_classes)
-        if not (args.backbone_weights or args.pretrained):
-            print("hrcam: note: the frozen classifier has random weights (give --classifier or --backbone_weights "
-                  "to explain a trained one)")
-    if net.num_classes != dm.num_classes:
-        raise UserError(f"the frozen classifier has {net.num_classes} classes but {dm.train_dir} has "
-                        f"{dm.num_classes} class folders")
-    return net
+    return _report(train_cam(*_settings(args), **_backbone(args), lr=args.lr, beta1=args.beta1, label=args.label,
+                             log_every=args.log_every, freeze_backbone=args.freeze_backbone,
+                             extra_conv=not args.no_extra_conv, extra_channels=args.extra_channels))
 
 
 def run_lcam(args) -> int:
-    from hrcam.models.baselines.lcam import LCAMNet
-    from hrcam.train.baselines import LCAMModule
+    """``hrcam train lcam``: :func:`hrcam.train.recipes.train_lcam`."""
+    from hrcam.train.recipes import train_lcam
 
-    dm = _datamodule(args)
-    net = LCAMNet(_lcam_classifier(args, dm), variant=args.variant)
-    module = _user_errors(LCAMModule, net, loss=args.loss, lr=args.lr, im_size=args.im_size, class_names=dm.classes)
-    return _fit(module, dm, args, "val_loss", "min", "lcam")
+    return _report(train_lcam(*_settings(args), **_backbone(args), classifier=args.classifier,
+                              variant=args.variant, loss=args.loss, lr=args.lr))
 
 
 def run_casm(args) -> int:
-    from hrcam.models.baselines.casm import CASMNet
-    from hrcam.models.baselines.feature_backbones import build_feature_backbone
-    from hrcam.train.baselines import CASMModule
+    """``hrcam train casm``: :func:`hrcam.train.recipes.train_casm`."""
+    from hrcam.train.recipes import train_casm
 
-    dm = _datamodule(args)
-    if args.lr_masker <= 0:
-        raise UserError(f"--lr_masker must be > 0, got {args.lr_masker}")
-    if args.pool_prob is not None and not 0 <= args.pool_prob <= 1:
-        raise UserError(f"--pool_prob must be in [0, 1], got {args.pool_prob}")
-    clf = _user_errors(build_feature_backbone, args.backbone, weights=args.backbone_weights, pretrained=args.pretrained,
-                       num_classes=dm.num_classes, reset_head=True)
-    module = _user_errors(CASMModule, CASMNet(clf), thinning_name=args.thinning, lambda_r=args.lambda_r,
-                          pool_size=args.pool_size, pool_prob=args.pool_prob, smf=args.smf,
-                          lr_classifier=args.lr, lr_masker=args.lr_masker, seed=args.seed,
-                          im_size=args.im_size, class_names=dm.classes)
-    return _fit(module, dm, args, "val_loss", "min", "casm")
+    return _report(train_casm(*_settings(args), **_backbone(args), thinning=args.thinning, lr=args.lr,
+                              lr_masker=args.lr_masker, lambda_r=args.lambda_r, pool_size=args.pool_size,
+                              smf=args.smf, pool_prob=args.pool_prob))

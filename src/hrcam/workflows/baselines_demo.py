@@ -12,7 +12,6 @@ on 100 test images ≈ 670 s (faithfulness metrics dominate).
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 __all__ = ["DEMO_SETTINGS", "METHODS", "train_neighbours", "neighbour_rows"]
@@ -39,33 +38,26 @@ def train_neighbours(data_dir, out_dir, *, backbone: str = DEMO_SETTINGS["backbo
     """
     import time
 
-    from hrcam.cli.train_baselines import register_train
+    from hrcam.train.recipes import FolderData, RunSettings, train_cam, train_casm, train_lcam
 
-    parser = argparse.ArgumentParser(prog="hrcam train")
-    register_train(parser.add_subparsers())
     out = Path(out_dir)
-    common = ["--data_dir", str(data_dir), "--results_root", str(out), "--logs_root", str(out / "logs"),
-              "--backbone", backbone, "--im_size", str(im_size), "--batch_size", str(batch_size),
-              "--epochs", str(epochs), "--no_augment", "--seed", str(seed), "--num_maps", "8"]
-    if pretrained:
-        common.append("--pretrained")
-    if not progress:
-        common.append("--no_progress")
-    extra = {
-        "cam": ["--extra_channels", str(extra_channels)],
-        "lcam": ["--classifier", str(out / "cam"), "--lr", str(lcam_lr)],
-        "casm": ["--thinning", thinning],
+    data = FolderData(data_dir, im_size=im_size, batch_size=batch_size, augment=False)
+    backbone_args = {"backbone": backbone, "pretrained": pretrained}
+    recipes = {
+        "cam": lambda run: train_cam(data, run, **backbone_args, extra_channels=extra_channels),
+        # the frozen classifier is the CAM network just trained
+        "lcam": lambda run: train_lcam(data, run, classifier=out / "cam", backbone=backbone, lr=lcam_lr),
+        "casm": lambda run: train_casm(data, run, **backbone_args, thinning=thinning),
     }
     results = {}
-    for run, (command, _) in METHODS.items():
-        args = parser.parse_args([command, *common, "--results_name", run, *extra[run]])
-        if command == "lcam":  # the frozen classifier is the CAM network just trained
-            args.pretrained, args.backbone_weights = False, None
+    for name, recipe in recipes.items():
+        run = RunSettings(name, epochs=epochs, results_root=out, logs_root=out / "logs", progress=progress,
+                          seed=seed, num_maps=8)
         t0 = time.perf_counter()
-        args.func(args)
+        recipe(run)
         if seconds is not None:
-            seconds[run] = round(time.perf_counter() - t0, 2)
-        results[run] = out / run
+            seconds[name] = round(time.perf_counter() - t0, 2)
+        results[name] = out / name
     return results
 
 

@@ -1,0 +1,182 @@
+"""Training recipes with plain arguments: what ``hrcam train cam|lcam|casm`` runs, callable from Python.
+
+    data = FolderData("data/demo", im_size=128, batch_size=32, augment=False)
+    run = RunSettings("demo/cam", epochs=2, results_root="results", logs_root="logs")
+    report = train_cam(data, run, backbone="efficientnet_lite0", pretrained=True)
+    report["best"]   # results/demo/cam/best_weights.safetensors
+
+Every recipe checks its arguments (:class:`~hrcam.errors.UserError` with one line), builds the
+data module, network and Lightning module, fits with :func:`hrcam.train.runner.fit`, saves the
+maps of a few validation images, and returns ``{"best", "last"[, "maps"]}`` (None on the
+non-zero ranks of a distributed run). The CLI only turns its flags into these arguments.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hrcam.errors import UserError
+
+__all__ = ["FolderData", "RunSettings", "train_cam", "train_lcam", "train_casm"]
+
+
+@dataclass
+class FolderData:
+    """A class-folder dataset (``data_dir/train/<class>/*``, optionally ``test/``) and its loading."""
+
+    data_dir: str | Path
+    im_size: int = 224
+    batch_size: int = 16
+    augment: bool = True
+    num_workers: int = 0
+
+
+@dataclass
+class RunSettings:
+    """Where a run writes (``results_root/results_name``, ``logs_root/results_name``) and how long it trains."""
+
+    results_name: str
+    epochs: int = 10
+    results_root: str | Path = "results"
+    logs_root: str | Path = "logs"
+    resume: bool = False
+    progress: bool = True
+    seed: int = 0
+    max_steps: int = -1
+    limit_train_batches: float | None = None
+    num_maps: int = 8
+    #: ``accelerator`` / ``devices`` / ``strategy`` / … passed to :func:`hrcam.train.runner.fit`
+    distributed: dict = field(default_factory=dict)
+
+
+def _datamodule(data: FolderData, run: RunSettings, lr: float, backbone_weights):
+    from hrcam.train.datamodule import FolderDataModule
+    from hrcam.train.runner import check_results_name
+
+    check_results_name(run.results_name)
+    if lr <= 0:
+        raise UserError(f"--lr must be > 0, got {lr}")
+    if backbone_weights and not Path(backbone_weights).is_file():
+        raise UserError(f"--backbone_weights: no such file {backbone_weights}")
+    return _user_errors(FolderDataModule, data.data_dir, data.im_size, 3, data.batch_size, augment=data.augment,
+                        num_workers=data.num_workers, seed=run.seed)
+
+
+def _user_errors(fn, *a, **kw):
+    """Library ValueErrors (bad weights file, bad option, bad folder) become one-line user errors."""
+    try:
+        return fn(*a, **kw)
+    except UserError:
+        raise
+    except (ValueError, FileNotFoundError) as err:
+        raise UserError(str(err)) from None
+
+
+def _fit(module, dm, run: RunSettings, monitor: str, mode: str, method: str) -> dict | None:
+    from hrcam.train.runner import fit
+
+    out = fit(module, dm, run.results_name, epochs=run.epochs, results_root=run.results_root,
+              logs_root=run.logs_root, monitor=monitor, mode=mode, resume=run.resume, progress=run.progress,
+              seed=run.seed, max_steps=run.max_steps, limit_train_batches=run.limit_train_batches,
+              **run.distributed)
+    if not out["trainer"].is_global_zero:
+        return None
+    report = {"best": str(out["best"]), "last": str(out["last"])}
+    if run.num_maps > 0:
+        report["maps"] = str(_save_maps(out["best"], dm, method, run.num_maps))
+    return report
+
+
+def _save_maps(weights, dm, method: str, n: int) -> Path:
+    import torch
+
+    from hrcam.explain.registry import create
+    from hrcam.models.registry import load_network
+    from hrcam.train.baseline_maps import save_maps
+
+    dataset = dm.val_set if dm.val_set is not None else dm.train_set
+    n = min(n, len(dataset))
+    images = torch.stack([dataset[i][0] for i in range(n)])
+    labels = torch.tensor([int(dataset[i][1]) for i in range(n)])
+    net, meta = load_network(weights)
+    explainer = create(method, net)
+    targets = None if method == "casm" else labels
+    return save_maps(explainer, images, Path(weights).parent / "maps", targets=targets,
+                     class_names=meta.get("class_names"))
+
+
+def train_cam(data: FolderData, run: RunSettings, *, backbone: str = "vgg19", backbone_weights=None,
+              pretrained: bool = False, lr: float = 1e-3, beta1: float = 0.5, label: int | None = None,
+              log_every: int = 100, freeze_backbone: bool = False, extra_conv: bool = True,
+              extra_channels: int = 1024) -> dict | None:
+    """CAM (Zhou et al.): fine-tune ``backbone`` with a (3×3 conv +) GAP + linear head; best by ``val_acc``."""
+    from hrcam.models.baselines.camnet import CAMNet
+    from hrcam.train.baselines import CAMModule
+
+    dm = _datamodule(data, run, lr, backbone_weights)
+    if label is not None and not 0 <= label < dm.num_classes:
+        raise UserError(f"--label must be a class index in 0..{dm.num_classes - 1}, got {label}")
+    net = _user_errors(CAMNet.build, backbone, dm.num_classes, backbone_weights=backbone_weights,
+                       pretrained=pretrained, extra_conv=extra_conv, extra_channels=extra_channels)
+    module = _user_errors(CAMModule, net, lr=lr, beta1=beta1, freeze_backbone=freeze_backbone, label=label,
+                          log_every=log_every, im_size=data.im_size, class_names=dm.classes)
+    return _fit(module, dm, run, "val_acc", "max", "camnet")
+
+
+def _lcam_classifier(dm, classifier, backbone: str, backbone_weights, pretrained: bool):
+    from hrcam.models.baselines.camnet import CAMNet
+    from hrcam.models.baselines.feature_backbones import build_feature_backbone
+    from hrcam.models.registry import load_network
+
+    if classifier:
+        net, meta = load_network(classifier)
+        if not isinstance(net, CAMNet):
+            raise UserError(f"--classifier must hold weights from 'hrcam train cam', got {meta.get('hrcam_type')}")
+    else:
+        num_classes = None if (backbone_weights or pretrained) else dm.num_classes
+        net = _user_errors(build_feature_backbone, backbone, weights=backbone_weights, pretrained=pretrained,
+                           num_classes=num_classes)
+        if not (backbone_weights or pretrained):
+            print("hrcam: note: the frozen classifier has random weights (give --classifier or --backbone_weights "
+                  "to explain a trained one)")
+    if net.num_classes != dm.num_classes:
+        raise UserError(f"the frozen classifier has {net.num_classes} classes but {dm.train_dir} has "
+                        f"{dm.num_classes} class folders")
+    return net
+
+
+def train_lcam(data: FolderData, run: RunSettings, *, classifier=None, backbone: str = "vgg16",
+               backbone_weights=None, pretrained: bool = False, variant: str = "fm", loss: str = "selected",
+               lr: float = 1e-4) -> dict | None:
+    """L-CAM: an attention mechanism on a frozen classifier (``classifier``: ``hrcam train cam`` weights,
+    else the torchvision ``backbone`` with its own head); best by ``val_loss``."""
+    from hrcam.models.baselines.lcam import LCAMNet
+    from hrcam.train.baselines import LCAMModule
+
+    dm = _datamodule(data, run, lr, backbone_weights)
+    net = LCAMNet(_lcam_classifier(dm, classifier, backbone, backbone_weights, pretrained), variant=variant)
+    module = _user_errors(LCAMModule, net, loss=loss, lr=lr, im_size=data.im_size, class_names=dm.classes)
+    return _fit(module, dm, run, "val_loss", "min", "lcam")
+
+
+def train_casm(data: FolderData, run: RunSettings, *, backbone: str = "resnet50", backbone_weights=None,
+               pretrained: bool = False, thinning: str = "L1000", lr: float = 1e-3, lr_masker: float = 1e-3,
+               lambda_r: float | None = None, pool_size: int = 30, smf: int | None = None,
+               pool_prob: float | None = None) -> dict | None:
+    """CASM: a classifier and a masker trained together against a pool of classifier snapshots;
+    best by ``val_loss``."""
+    from hrcam.models.baselines.casm import CASMNet
+    from hrcam.models.baselines.feature_backbones import build_feature_backbone
+    from hrcam.train.baselines import CASMModule
+
+    dm = _datamodule(data, run, lr, backbone_weights)
+    if lr_masker <= 0:
+        raise UserError(f"--lr_masker must be > 0, got {lr_masker}")
+    if pool_prob is not None and not 0 <= pool_prob <= 1:
+        raise UserError(f"--pool_prob must be in [0, 1], got {pool_prob}")
+    clf = _user_errors(build_feature_backbone, backbone, weights=backbone_weights, pretrained=pretrained,
+                       num_classes=dm.num_classes, reset_head=True)
+    module = _user_errors(CASMModule, CASMNet(clf), thinning_name=thinning, lambda_r=lambda_r, pool_size=pool_size,
+                          pool_prob=pool_prob, smf=smf, lr_classifier=lr, lr_masker=lr_masker, seed=run.seed,
+                          im_size=data.im_size, class_names=dm.classes)
+    return _fit(module, dm, run, "val_loss", "min", "casm")
