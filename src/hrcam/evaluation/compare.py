@@ -33,25 +33,11 @@ from hrcam.data.transforms import as_batch
 from hrcam.explain.base import Explainer
 from hrcam.explain.registry import create, parse_methods
 from hrcam.metrics import faithfulness as faith
+from hrcam.metrics.columns import COLUMN_NOTES, column_keys
 
-LOCALIZATION_KEYS = (
-    "pointing_game", "pointing_game_tol", "energy_pointing_game", "box_acc_cam", "box_acc_casm",
-    "le_cam", "le_casm", "om_cam", "om_casm", "mask_iou",
-)
-FAITHFULNESS_KEYS = tuple(
-    [f"{m}@{q:g}" for q in faith.AD_IC_LEVELS for m in ("AD", "IC")]
-    + [f"{v}_{s}" for v in ("masked_in", "masked_out", "inpainted") for s in ("top1", "top5", "entropy")]
-    + ["deletion_auc", "insertion_auc"]
-)
+LOCALIZATION_KEYS = column_keys("localization")
+FAITHFULNESS_KEYS = column_keys("faithfulness")
 COUNT_KEYS = ("images", "scored") + tuple(f"excluded_{r}" for r in faith.EXCLUSION_REASONS)
-#: what each column means (written under the Markdown table)
-COLUMN_NOTES = {
-    "ms_per_image": "explainer time per image (maps only), milliseconds",
-    "AD@q / IC@q": "Average Drop (%, lower is better) / Increase in Confidence (%, higher) with the lowest q of the map zeroed",
-    "masked_in/out, inpainted": "top-1/top-5 accuracy (fraction) and mean entropy (nats) of b·x, (1−b)·x, Telea-inpainted x; b = norm(map) ≥ 0.5",
-    "deletion_auc / insertion_auc": "AUC of p(class) as the top-ranked pixels are zeroed / inserted (20 steps; lower / higher is better)",
-    "localization": "pointing game (0 px and 15 px@224), energy pointing game, box accuracy and LE/OM (CAM and CASM box rules), mask IoU",
-}
 
 
 class _Mean:

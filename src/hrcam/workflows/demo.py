@@ -46,6 +46,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hrcam.metrics.columns import SUMMARY_LOCALIZATION, label_pairs
+
 __all__ = ["DemoConfig", "DEMO_PRESET", "EXTRAS", "EXTRA_SETTINGS", "run_demo", "gallery_figure"]
 
 #: opt-in extra stages of the demo
@@ -313,15 +315,8 @@ def _load_examples(path: Path) -> dict:
     return ex
 
 
-METRIC_COLUMNS = [
-    ("pointing_game", "pointing game"),
-    ("pointing_game_tol", "pointing game (±tol)"),
-    ("energy_pointing_game", "energy PG"),
-    ("box_acc_cam", "box acc. (CAM rule)"),
-    ("box_acc_casm", "box acc. (CASM rule)"),
-    ("mask_iou", "mask IoU"),
-    ("om_cam", "OM (CAM rule)"),
-]
+#: ``(key, label)`` of the localization columns in the report (declared in :mod:`hrcam.metrics.columns`)
+METRIC_COLUMNS = label_pairs(SUMMARY_LOCALIZATION)
 
 
 def run_demo(out="results/demo", data_dir="data/demo", config: DemoConfig | None = None,
