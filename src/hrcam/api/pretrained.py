@@ -13,12 +13,13 @@ from __future__ import annotations
 from typing import Sequence
 
 from hrcam.api.seed import FullModel, HalfModel
+from hrcam.data.animals import NUM_ANIMAL_CLASSES
 from hrcam.models.pretrained.backbones import build_backbone
 
 __all__ = ["pretrained_half_model", "load_decoder_model", "ANIMAL_CLASSES"]
 
 #: the seed's Animals subset = the first 398 ImageNet classes
-ANIMAL_CLASSES = 398
+ANIMAL_CLASSES = NUM_ANIMAL_CLASSES
 
 
 def pretrained_half_model(name: str = "efficientnet_lite0", *, pretrained: bool | None = None,

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from hrcam.data.animals import NUM_ANIMAL_CLASSES
 from hrcam.data.transforms import as_batch
 from hrcam.errors import UserError
 from hrcam.models.base import CAMNetwork, class_maps, resolve_classes
@@ -28,7 +29,7 @@ from hrcam.weights import load_weights
 
 __all__ = ["CamResult", "compute_cams", "HalfModel", "FullModel", "load_model", "select_type"]
 
-SEED_NUM_CLASSES = 398
+SEED_NUM_CLASSES = NUM_ANIMAL_CLASSES
 SEED_IM_SIZE = 224
 
 

@@ -65,6 +65,7 @@ def run_localization(args) -> int:
     from hrcam.api.seed import load_model
     from hrcam.data.annotations import load_ground_truth
     from hrcam.viz.report import table_from_records, write_report
+    from hrcam.jsonio import json_safe
     from hrcam.metrics.columns import SUMMARY_LOCALIZATION, label_pairs
     from hrcam.evaluation.localization import MAP_LABELS, evaluate_localization
 
@@ -87,7 +88,7 @@ def run_localization(args) -> int:
     out = Path(args.out) if args.out else (weights if weights.is_dir() else weights.parent)
     out.mkdir(parents=True, exist_ok=True)
     record = {"data_dir": str(data_dir), "weights": str(weights), "split": args.split, **res.to_json()}
-    (out / "localization.json").write_text(json.dumps(_json_safe(record), indent=1))
+    (out / "localization.json").write_text(json.dumps(json_safe(record), indent=1))
     table = table_from_records(
         f"Localization ({res.image_size}×{res.image_size} px, {len(res.paths)} images, "
         f"top-1 accuracy {res.accuracy:.3f})",
@@ -98,15 +99,3 @@ def run_localization(args) -> int:
     print(markdown_table(table))
     print(f"written: {out / 'localization.json'}, {out / 'localization.md'}")
     return 0
-
-
-def _json_safe(d):
-    import math
-
-    if isinstance(d, dict):
-        return {k: _json_safe(v) for k, v in d.items()}
-    if isinstance(d, (list, tuple)):
-        return [_json_safe(v) for v in d]
-    if isinstance(d, float) and not math.isfinite(d):
-        return None
-    return d

@@ -32,6 +32,7 @@ import torch
 from hrcam.data.transforms import as_batch
 from hrcam.explain.base import Explainer
 from hrcam.explain.registry import create, parse_methods
+from hrcam.jsonio import json_safe
 from hrcam.metrics import faithfulness as faith
 from hrcam.metrics.columns import COLUMN_NOTES, column_keys
 
@@ -254,21 +255,13 @@ def format_csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def _json_safe(v):
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, (np.floating, np.integer)):
-        return _json_safe(v.item())
-    return v
-
-
 def write_table(rows: list[dict], out_dir, name: str = "compare", meta: dict | None = None) -> dict[str, Path]:
     """Write ``<name>.md``, ``<name>.json`` (NaN → null) and ``<name>.csv`` into ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"md": out / f"{name}.md", "json": out / f"{name}.json", "csv": out / f"{name}.csv"}
     paths["md"].write_text(format_markdown(rows))
-    payload = {"columns": columns(rows), "rows": [{k: _json_safe(v) for k, v in r.items()} for r in rows]}
+    payload = {"columns": columns(rows), "rows": json_safe(rows)}
     if meta:
         payload["meta"] = meta
     paths["json"].write_text(json.dumps(payload, indent=2))

@@ -46,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hrcam.jsonio import json_safe
 from hrcam.metrics.columns import SUMMARY_LOCALIZATION, label_pairs
 
 __all__ = ["DemoConfig", "DEMO_PRESET", "EXTRAS", "EXTRA_SETTINGS", "run_demo", "gallery_figure"]
@@ -244,21 +245,6 @@ def _train_full(cfg: DemoConfig, data_dir: Path, out: Path, half_weights: Path, 
     return Path(res["last"])
 
 
-def _finite(d):
-    """JSON-safe copy: NaN → None."""
-    if isinstance(d, dict):
-        return {k: _finite(v) for k, v in d.items()}
-    if isinstance(d, (list, tuple)):
-        return [_finite(v) for v in d]
-    if isinstance(d, float) and not math.isfinite(d):
-        return None
-    if isinstance(d, np.floating):
-        return _finite(float(d))
-    if isinstance(d, np.integer):
-        return int(d)
-    return d
-
-
 def gallery_figure(examples: dict, path, n: int = 16, title: str = ""):
     """Rows of test images: image (true/predicted class) | low-res | high-res | refined | ground
     truth (mask, box outlined). Maps are drawn as heat-map overlays on the image."""
@@ -395,7 +381,7 @@ def _run(out: Path, data_dir: Path, cfg: DemoConfig, force: bool, progress: bool
             res = evaluate_localization(model, data_dir, "test", limit=cfg.limit, progress=progress,
                                         keep_examples=cfg.gallery)
             cls = classification_metrics(res.labels, res.logits, model.num_classes, model.class_names)
-            record = {"summary": _finite(res.summary), "classification": _finite(cls),
+            record = {"summary": json_safe(res.summary), "classification": json_safe(cls),
                       "count": len(res.paths)}
             eval_json.parent.mkdir(parents=True, exist_ok=True)
             eval_json.write_text(json.dumps(record, indent=1))
@@ -478,7 +464,7 @@ def _run(out: Path, data_dir: Path, cfg: DemoConfig, force: bool, progress: bool
     stage_total = sum(v for v in wall.values() if math.isfinite(v))
     wall["all_stages"] = round(stage_total, 2)
     wall["this_run"] = round(time.perf_counter() - start, 2)
-    (out / "metrics.json").write_text(json.dumps(_finite(metrics), indent=1))
+    (out / "metrics.json").write_text(json.dumps(json_safe(metrics), indent=1))
     extra = ([compare_table] if compare_table is not None else [])
     if "neighbours" in extras:
         extra.append(_neighbours_table(extras["neighbours"]))
@@ -517,8 +503,8 @@ def _extra_pretrained(out: Path, data_dir: Path, cfg: DemoConfig, stages: _Stage
     seconds = {"linear_head": info["seconds_head"],
                "decoder": (info["decoder"] or {}).get("seconds", 0.0),
                "score": round(time.perf_counter() - t1, 2)}
-    record = {"settings": ps, "summary": _finite(res.summary), "count": len(res.paths),
-              "accuracy": cls["top1"], "top5": cls["top5"], "info": _finite(info), "seconds": seconds}
+    record = {"settings": ps, "summary": json_safe(res.summary), "count": len(res.paths),
+              "accuracy": cls["top1"], "top5": cls["top5"], "info": json_safe(info), "seconds": seconds}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=1))
     stages.record("extra_pretrained", key, time.perf_counter() - t0, **{f"seconds_{k}": v for k, v in seconds.items()})
@@ -576,7 +562,7 @@ def _extra_neighbours(out: Path, data_dir: Path, cfg: DemoConfig, stages: _Stage
     t1 = time.perf_counter()
     rows = neighbour_rows(weights, sub, batch_size=nb["score_batch"], progress=progress)
     seconds["score"] = round(time.perf_counter() - t1, 2)
-    record = {"settings": nb, "rows": _finite(rows), "seconds": seconds}
+    record = {"settings": nb, "rows": json_safe(rows), "seconds": seconds}
     path.write_text(json.dumps(record, indent=1))
     stages.record("extra_neighbours", key, time.perf_counter() - t0, **{f"seconds_{k}": v for k, v in seconds.items()})
     return record

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from hrcam.api.pretrained import ANIMAL_CLASSES
 from hrcam.models.pretrained.backbones import build_backbone
 from hrcam.models.pretrained.decoder import DecoderNet, rank_energy
 
@@ -26,7 +27,6 @@ __all__ = ["PHOTOS", "load_photos", "train_decoder_steps", "run_photo_demo", "de
 #: scikit-image photos bundled with the package (no pooch download needed)
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "stereo_motorcycle")
 #: the seed's Animals subset = the first 398 ImageNet classes
-ANIMAL_CLASSES = 398
 
 
 def load_photos(names=PHOTOS, im_size: int = 224) -> tuple[torch.Tensor, list[str]]:

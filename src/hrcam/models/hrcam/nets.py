@@ -16,6 +16,7 @@ import copy
 import torch
 from torch import nn
 
+from hrcam.data.animals import NUM_ANIMAL_CLASSES
 from hrcam.models.base import CAMNetwork, MapOutputs
 from hrcam.models.registry import register_model
 from hrcam.models.hrcam.fcdensenet import DecoderStage, Encoder, FCDenseNetConfig, TransitionUp, he_init
@@ -24,7 +25,7 @@ from hrcam.models.hrcam.fcdensenet import DecoderStage, Encoder, FCDenseNetConfi
 class HalfNet(CAMNetwork):
     """Encoder, bottleneck and decoder stage 1, then ``aux`` (1×1 conv → A_low), GAP, linear."""
 
-    def __init__(self, num_classes: int = 398, in_channels: int = 3, **arch):
+    def __init__(self, num_classes: int = NUM_ANIMAL_CLASSES, in_channels: int = 3, **arch):
         super().__init__()
         if not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
@@ -70,7 +71,7 @@ class FullNet(CAMNetwork):
 
     has_high_res = True
 
-    def __init__(self, num_classes: int = 398, in_channels: int = 3, **arch):
+    def __init__(self, num_classes: int = NUM_ANIMAL_CLASSES, in_channels: int = 3, **arch):
         super().__init__()
         self.localization = HalfNet(num_classes, in_channels, **arch)
         cfg = self.config
@@ -160,9 +161,9 @@ def _hrcam_fields(net: CAMNetwork) -> dict:
 
 @register_model("half", fields=_hrcam_fields, family="hrcam")
 def _build_half(meta: dict) -> HalfNet:
-    return HalfNet(int(meta.get("num_classes", 398)), int(meta.get("in_channels", 3)), **(meta.get("arch") or {}))
+    return HalfNet(int(meta.get("num_classes", NUM_ANIMAL_CLASSES)), int(meta.get("in_channels", 3)), **(meta.get("arch") or {}))
 
 
 @register_model("full", fields=_hrcam_fields, family="hrcam")
 def _build_full(meta: dict) -> FullNet:
-    return FullNet(int(meta.get("num_classes", 398)), int(meta.get("in_channels", 3)), **(meta.get("arch") or {}))
+    return FullNet(int(meta.get("num_classes", NUM_ANIMAL_CLASSES)), int(meta.get("in_channels", 3)), **(meta.get("arch") or {}))
