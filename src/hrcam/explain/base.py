@@ -25,20 +25,7 @@ from torch import nn
 
 from hrcam.data.transforms import as_batch
 from hrcam.models.base import resolve_classes
-
-
-def normalize_maps(maps: torch.Tensor) -> torch.Tensor:
-    """Per-map min-max normalization of an N×H×W tensor; constant maps become zeros.
-
-    NaN/inf values are left in place (so callers can count and exclude such maps).
-    """
-    flat = maps.reshape(maps.shape[0], -1)
-    lo = flat.amin(dim=1, keepdim=True)
-    hi = flat.amax(dim=1, keepdim=True)
-    span = hi - lo
-    safe = torch.where(span > 0, span, torch.ones_like(span))
-    out = torch.where(span > 0, (flat - lo) / safe, torch.zeros_like(flat))
-    return out.reshape(maps.shape)
+from hrcam.normalization import minmax_normalize as normalize_maps  # the public name here
 
 
 def resolve_targets(targets, logits: torch.Tensor) -> torch.Tensor:

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from hrcam.data.transforms import as_batch
+from hrcam.normalization import minmax_normalize
 
 EXCLUSION_REASONS = ("nonfinite", "all_zero", "constant")
 AD_IC_LEVELS = (0.0, 0.5, 0.85)
@@ -86,10 +87,7 @@ def count_excluded(reasons) -> dict[str, int]:
 
 def normalize(maps: torch.Tensor) -> torch.Tensor:
     """Per-map min-max normalization to [0, 1] (maps must be valid, i.e. non-constant)."""
-    flat = maps.reshape(maps.shape[0], -1)
-    lo = flat.amin(dim=1, keepdim=True)
-    hi = flat.amax(dim=1, keepdim=True)
-    return ((flat - lo) / (hi - lo)).reshape(maps.shape)
+    return minmax_normalize(maps)
 
 
 def entropy(logits: torch.Tensor) -> torch.Tensor:

@@ -35,6 +35,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from hrcam.normalization import minmax_normalize
+
 __all__ = [
     "MASK_THRESHOLD",
     "CAM_BOX_THRESHOLD",
@@ -112,10 +114,7 @@ def upsample_maps(maps, size: tuple[int, int]) -> np.ndarray:
 
 def normalize_maps(maps) -> np.ndarray:
     """Per-map min-max normalization to [0, 1]; a constant map becomes all zeros (never NaN)."""
-    a = as_maps(maps)
-    lo = a.min(axis=(1, 2), keepdims=True)
-    span = a.max(axis=(1, 2), keepdims=True) - lo
-    return np.where(span > 0, (a - lo) / np.where(span > 0, span, 1.0), 0.0)
+    return minmax_normalize(as_maps(maps))
 
 
 def pointing_tolerance(image_size: int, pixels_at_224: float = 15.0) -> float:

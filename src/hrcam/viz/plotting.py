@@ -9,7 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["overlay", "save_overlay", "pipeline", "as_display_image"]
+from hrcam.normalization import minmax_normalize
+
+__all__ = ["overlay", "save_overlay", "save_image", "pipeline", "as_display_image"]
 
 
 def as_display_image(img) -> np.ndarray:
@@ -68,20 +70,23 @@ def overlay(img, cam, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:
         raise ValueError(f"cmap must be a Matplotlib colormap name, got {cmap!r}") from None
     base = as_display_image(img)
     m = _map_2d(cam, "cam", base.shape[:2])
-    rng = m.max() - m.min()
-    m = (m - m.min()) / rng if rng > 0 else np.zeros_like(m)
+    m = minmax_normalize(m[None])[0]
     heat = colormap(m)[..., :3]
     return (1.0 - alpha) * base + alpha * heat
 
 
 def save_overlay(path, img, cam, alpha: float = 0.5, cmap: str = "jet") -> Path:
     """Write :func:`overlay` as an 8-bit image file (format from the suffix, e.g. ``.png``)."""
+    return save_image(path, overlay(img, cam, alpha=alpha, cmap=cmap))
+
+
+def save_image(path, img) -> Path:
+    """Write one image (any form :func:`as_display_image` takes) as an 8-bit file; no pyplot involved."""
     from PIL import Image
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    rgb = np.round(overlay(img, cam, alpha=alpha, cmap=cmap) * 255).astype(np.uint8)
-    Image.fromarray(rgb).save(path)
+    Image.fromarray(np.round(as_display_image(img) * 255).astype(np.uint8)).save(path)
     return path
 
 

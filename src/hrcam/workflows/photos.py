@@ -112,25 +112,10 @@ def loss_summary(history: list[dict[str, float]], window: int = 10) -> dict[str,
 def _refine(images: np.ndarray, lows: np.ndarray, highs: np.ndarray):
     """The pipeline's refined (``merged``) maps, or None while the pipeline is not available."""
     try:
-        from hrcam.postprocessing import pipeline_batch
+        from hrcam.postprocessing.refine import refined_maps
     except ImportError:
         return None
-    return np.asarray(pipeline_batch(images, lows, highs)["merged"])
-
-
-def _norm(a: np.ndarray) -> np.ndarray:
-    lo, hi = float(a.min()), float(a.max())
-    return (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
-
-
-def _overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """Heat map (jet) over the image; ``heat`` is resized bilinearly to the image."""
-    from matplotlib import colormaps
-
-    h = torch.from_numpy(np.ascontiguousarray(heat, dtype=np.float32))[None, None]
-    h = F.interpolate(h, size=image.shape[:2], mode="bilinear", align_corners=False)[0, 0].numpy()
-    colored = colormaps["jet"](_norm(h))[..., :3]
-    return (1 - alpha) * image + alpha * colored
+    return refined_maps(images, lows, highs)
 
 
 def run_photo_demo(out_dir, *, animals: bool = False, steps: int = 80, im_size: int = 224, train_size: int = 128,
@@ -144,11 +129,9 @@ def run_photo_demo(out_dir, *, animals: bool = False, steps: int = 80, im_size: 
     """
     import json
 
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    from hrcam.viz.plotting import overlay, save_image
     from hrcam.api.seed import compute_cams
     from hrcam.train.decoder import ImageListDataset, find_images
 
@@ -184,16 +167,16 @@ def run_photo_demo(out_dir, *, animals: bool = False, steps: int = 80, im_size: 
     refined = _refine(images, lows, highs)
 
     columns = ["photo", "low-res CAM", "high-res CAM"] + (["refined"] if refined is not None else [])
-    fig, axes = plt.subplots(len(labels), len(columns), figsize=(3 * len(columns), 3.1 * len(labels)),
-                             squeeze=False)
+    fig = Figure(figsize=(3 * len(columns), 3.1 * len(labels)))
+    axes = fig.subplots(len(labels), len(columns), squeeze=False)
     summary = []
     strips = []
     for i, label in enumerate(labels):
         preds = [(int(c), net.class_names[int(c)], float(p)) for p, c in zip(top.values[i], top.indices[i])]
         summary.append({"photo": label, "top5": [{"class": c, "name": n, "prob": p} for c, n, p in preds]})
-        panels = [images[i], _overlay(images[i], lows[i]), _overlay(images[i], highs[i])]
+        panels = [images[i], overlay(images[i], lows[i]), overlay(images[i], highs[i])]
         if refined is not None:
-            panels.append(_overlay(images[i], refined[i]))
+            panels.append(overlay(images[i], refined[i]))
         for j, (panel, title) in enumerate(zip(panels, columns)):
             ax = axes[i, j]
             ax.imshow(np.clip(panel, 0, 1))
@@ -207,7 +190,7 @@ def run_photo_demo(out_dir, *, animals: bool = False, steps: int = 80, im_size: 
             else:
                 ax.set_title(title, fontsize=9)
         strip = out_dir / f"{label}.png"
-        plt.imsave(strip, np.clip(np.concatenate(panels, axis=1), 0, 1))
+        save_image(strip, np.clip(np.concatenate(panels, axis=1), 0, 1))
         strips.append(strip)
     view = "Animals (first 398 ImageNet classes)" if animals else "ImageNet-1k"
     fig.suptitle(f"EfficientNet-Lite0, {view}: CAMs of the top-1 class; decoder {objective}, rank {net.rank}, "
@@ -215,7 +198,6 @@ def run_photo_demo(out_dir, *, animals: bool = False, steps: int = 80, im_size: 
     fig.tight_layout(rect=(0, 0, 1, 0.97))
     figure = out_dir / "photos.png"
     fig.savefig(figure, dpi=90)
-    plt.close(fig)
 
     info = {"view": view, "objective": objective, "rank": net.rank, "steps": steps,
             "train_size": min(train_size, im_size), "loss_first_last": loss_summary(history),
