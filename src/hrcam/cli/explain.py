@@ -144,7 +144,7 @@ def run(args) -> int:
 
     from hrcam.api.seed import compute_cams, load_model
     from hrcam.data.folders import load_image
-    from hrcam.postprocessing import pipeline_batch, validate_params
+    from hrcam.postprocessing import refined_maps, validate_params
 
     names = list(_DEFAULTS)
     try:
@@ -194,7 +194,7 @@ def run(args) -> int:
         imgs = x.permute(0, 2, 3, 1).cpu().numpy()
         refined = None
         if args.refine:
-            refined = pipeline_batch(imgs, lows, highs, **params)["merged"]
+            refined = refined_maps(imgs, lows, highs, **params)
         for i, (path, stem) in enumerate(kept):
             maps = {"low": lows[i]}
             if full:

@@ -125,10 +125,10 @@ def evaluate_localization(model, data_dir, split: str = "test", limit: int | Non
         maps = {"low": res.low.cpu().numpy(), "center": np.broadcast_to(prior, (len(idx), size, size))}
         if has_high:
             maps["high"] = res.high.cpu().numpy()
-            from hrcam.postprocessing import pipeline_batch
+            from hrcam.postprocessing.refine import refined_maps
 
             imgs = x.permute(0, 2, 3, 1).cpu().numpy()
-            maps["refined"] = np.asarray(pipeline_batch(imgs, maps["low"], maps["high"], **params)["merged"])
+            maps["refined"] = refined_maps(imgs, maps["low"], maps["high"], **params)
         masks, boxes = [], []
         for i in idx:
             b, m = gt[rel_paths[i]].at_size((size, size))

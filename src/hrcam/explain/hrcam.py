@@ -62,17 +62,12 @@ class RefinedHRCAMExplainer(Explainer):
         self.pipeline_params = pipeline_params
 
     def raw_maps(self, x, targets):
-        from hrcam.postprocessing import pipeline_batch  # lazy: scikit-image import is slow
+        from hrcam.postprocessing.refine import refined_maps  # lazy: scikit-image import is slow
 
         low, high, logits, t = high_low_maps(self.model, x, targets)
         n, _, h, w = x.shape
-        merged = torch.full((n, h, w), float("nan"), dtype=torch.float32)
-        # the pipeline rejects NaN/inf; such images keep a NaN map (counted and excluded by metrics)
-        ok = (torch.isfinite(low).flatten(1).all(1) & torch.isfinite(high).flatten(1).all(1)).cpu()
-        if ok.any():
-            idx = ok.nonzero()[:, 0]
-            imgs = x.detach()[idx.to(x.device)].permute(0, 2, 3, 1).cpu().numpy()
-            steps = pipeline_batch(imgs, low[ok.to(low.device)].cpu().numpy(),
-                                   high[ok.to(high.device)].cpu().numpy(), **self.pipeline_params)
-            merged[idx] = torch.as_tensor(steps["merged"], dtype=torch.float32).reshape(-1, h, w)
+        # images with NaN/inf maps get a NaN map (counted and excluded by metrics)
+        merged = refined_maps(x.detach().permute(0, 2, 3, 1).cpu().numpy(), low.cpu().numpy(), high.cpu().numpy(),
+                              **self.pipeline_params)
+        merged = torch.as_tensor(merged, dtype=torch.float32).reshape(n, h, w)
         return merged.to(x.device), logits, t
