@@ -165,7 +165,7 @@ def test_cli_compare(tmp_path, demo_setup, capsys):
 
 
 def test_load_split_limit_is_round_robin(demo_setup):
-    from hrcam.cli.compare import load_split
+    from hrcam.data.splits import load_split
 
     data, _, _ = demo_setup
     x, y, paths, skipped = load_split(data, "test", 32, 3, limit=3, num_classes=10)

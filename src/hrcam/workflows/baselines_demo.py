@@ -67,9 +67,8 @@ def neighbour_rows(weights: dict, data_dir, split: str = "test", limit: int | No
     ``data_dir`` has it; each row also gets ``clean_top1`` (the explained classifier's accuracy)."""
     import torch
 
+    from hrcam.data.splits import load_ground_truth_for, load_split
     from hrcam.evaluation.compare import compare_methods
-    from hrcam.data.annotations import load_ground_truth
-    from hrcam.data.folders import ClassFolderDataset, dataset_classes, find_split
     from hrcam.models.registry import load_network
 
     rows = []
@@ -77,27 +76,8 @@ def neighbour_rows(weights: dict, data_dir, split: str = "test", limit: int | No
         method = METHODS[run][1]
         net, meta = load_network(folder)
         size = int(meta["im_size"])
-        ds = ClassFolderDataset(find_split(data_dir, split), size, 3, classes=dataset_classes(data_dir))
-        n = len(ds) if limit is None else min(limit, len(ds))
-        x = torch.stack([ds.load(i) for i in range(n)])
-        y = torch.tensor([ds.samples[i][1] for i in range(n)])
-        gt = None
-        try:
-            gts = load_ground_truth(data_dir, split)
-        except ValueError:
-            gts = {}
-        rels = [Path(ds.samples[i][0]).resolve().relative_to(Path(data_dir).resolve()).as_posix() for i in range(n)]
-        if any(r in gts for r in rels):
-            masks, boxes = [], []
-            for r in rels:
-                if r in gts:
-                    b, m = gts[r].at_size((size, size))
-                    masks.append(m)
-                    boxes.append([list(map(float, row)) for row in b])
-                else:
-                    masks.append(None)
-                    boxes.append([])
-            gt = {"masks": masks, "boxes": boxes}
+        x, y, paths, _ = load_split(data_dir, split, size, 3, limit, net.num_classes)
+        gt = load_ground_truth_for(data_dir, split, paths, size)
         with torch.no_grad():
             acc = float((net.eval()(x).argmax(1) == y).float().mean())
         (row,) = compare_methods(net, x, y, [method], gt, batch_size=batch_size, progress=progress)

@@ -586,30 +586,18 @@ def _neighbours_table(record: dict):
 
 
 def _compare(out: Path, data_dir: Path, cfg: DemoConfig, weights: Path, progress: bool) -> None:
-    """``hrcam compare`` on ``cfg.compare_limit`` test images (spread over the split)."""
+    """``hrcam compare`` on ``cfg.compare_limit`` test images (round-robin over the classes)."""
     import torch
 
     from hrcam.api.seed import load_model
+    from hrcam.data.splits import load_ground_truth_for, load_split
     from hrcam.evaluation.compare import compare_methods, write_table
-    from hrcam.data.annotations import load_ground_truth
-    from hrcam.data.folders import ClassFolderDataset, dataset_classes
-    from hrcam.evaluation.localization import select_indices
 
     model = load_model(weights)
-    dataset = ClassFolderDataset(data_dir / "test", cfg.size, 3, classes=dataset_classes(data_dir))
-    gt = load_ground_truth(data_dir, "test")
-    idx = select_indices(len(dataset), cfg.compare_limit)
-    x = torch.stack([dataset.load(int(i)) for i in idx])
-    labels = [dataset.samples[int(i)][1] for i in idx]
-    masks, boxes = [], []
-    for i in idx:
-        rel = Path(dataset.samples[int(i)][0]).resolve().relative_to(data_dir.resolve()).as_posix()
-        b, m = gt[rel].at_size((cfg.size, cfg.size))
-        boxes.append(b.tolist())
-        masks.append(m)
-    rows = compare_methods(model.net, x, labels, cfg.compare_methods,
-                           ground_truth={"masks": masks, "boxes": boxes}, progress=progress)
-    write_table(rows, out / "compare", meta={"images": len(idx), "weights": str(weights)})
+    x, labels, paths, _ = load_split(data_dir, "test", cfg.size, 3, cfg.compare_limit, model.num_classes)
+    gt = load_ground_truth_for(data_dir, "test", paths, cfg.size)
+    rows = compare_methods(model.net, x, labels, cfg.compare_methods, ground_truth=gt, progress=progress)
+    write_table(rows, out / "compare", meta={"images": len(labels), "weights": str(weights)})
 
 
 COMPARE_COLUMNS = [("ms_per_image", "ms / image"), ("pointing_game", "pointing game"),

@@ -1,0 +1,72 @@
+"""A split of a class-folder dataset as tensors, with its ground truth at model size.
+
+    x, y, paths, skipped = load_split("data/demo", "test", 64, 3, limit=100, num_classes=10)
+    gt = load_ground_truth_for("data/demo", "test", paths, 64)   # {"masks", "boxes"} or None
+
+One subset rule everywhere: with ``limit``, images are taken round-robin over the classes.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from hrcam.data.annotations import load_ground_truth
+from hrcam.data.folders import ClassFolderDataset, dataset_classes, find_split
+from hrcam.errors import UserError
+
+__all__ = ["load_split", "load_ground_truth_for"]
+
+
+def load_split(data_dir, split: str, im_size: int, channels: int, limit: int | None, num_classes: int):
+    """``(images N×C×S×S, labels, relative paths, skipped)`` of ``data_dir/split``.
+
+    With ``limit`` the images are taken round-robin over the classes (the first of every class,
+    then the second, ...), so a small limit still covers the classes.
+    """
+    split_dir = find_split(data_dir, split)
+    classes = dataset_classes(data_dir)
+    if len(classes) != num_classes:
+        raise UserError(f"the model has {num_classes} classes but {data_dir} has {len(classes)}")
+    ds = ClassFolderDataset(split_dir, im_size, channels, classes=classes)
+    images, labels, paths, skipped = [], [], [], ds.skipped
+    seen: dict[int, int] = {}
+    rank = []
+    for i, (_, label) in enumerate(ds.samples):
+        rank.append((seen.get(label, 0), label, i))
+        seen[label] = seen.get(label, 0) + 1
+    order = [i for _, _, i in sorted(rank)] if limit is not None else range(len(ds))
+    for i in order:
+        if limit is not None and len(images) >= limit:
+            break
+        try:
+            images.append(ds.load(i))
+        except Exception:  # noqa: BLE001 - an undecodable file is counted, never fatal
+            skipped += 1
+            continue
+        path, label = ds.samples[i]
+        labels.append(label)
+        paths.append(Path(path).resolve().relative_to(Path(data_dir).resolve()).as_posix())
+    if not images:
+        raise UserError(f"no readable images in {split_dir}")
+    return torch.stack(images), torch.tensor(labels), paths, skipped
+
+
+def load_ground_truth_for(data_dir, split: str, paths: list[str], size: int):
+    """``{"masks", "boxes"}`` at ``size`` for the images in ``paths``, or None without any."""
+    try:
+        gts = load_ground_truth(data_dir, split)
+    except ValueError:
+        return None
+    masks, boxes, found = [], [], 0
+    for rel in paths:
+        gt = gts.get(rel)
+        if gt is None:
+            masks.append(None)
+            boxes.append([])
+            continue
+        found += 1
+        b, m = gt.at_size((size, size))
+        masks.append(m)
+        boxes.append([list(map(float, row)) for row in b])
+    return {"masks": masks, "boxes": boxes} if found else None
