@@ -1,0 +1,42 @@
+"""The demo's gallery: a grid of test images with their maps and ground truth (Matplotlib, no pyplot)."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def gallery_figure(examples: dict, path, n: int = 16, title: str = ""):
+    """Rows of test images: image (true/predicted class) | low-res | high-res | refined | ground
+    truth (mask, box outlined). Maps are drawn as heat-map overlays on the image."""
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
+
+    from hrcam.viz.plotting import overlay
+
+    kinds = [k for k in ("low", "high", "refined") if k in examples]
+    n = min(n, len(examples["image"]))
+    cols = 1 + len(kinds) + 1
+    fig = Figure(figsize=(1.6 * cols, 1.6 * n + 0.4), layout="constrained")
+    axes = np.atleast_2d(fig.subplots(n, cols))
+    headers = ["image", *(("low-res CAM", "high-res CAM", "refined")[("low", "high", "refined").index(k)]
+                           for k in kinds), "ground truth"]
+    for r in range(n):
+        img = np.clip(examples["image"][r], 0, 1)
+        panels = [img] + [overlay(img, examples[k][r]) for k in kinds]
+        mask = examples["mask"][r]
+        gt = img * 0.35 + 0.65 * (mask[..., None] if mask is not None else 0)
+        panels.append(np.clip(gt, 0, 1))
+        for c, panel in enumerate(panels):
+            ax = axes[r, c]
+            ax.imshow(panel, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(headers[c], fontsize=9)
+        for x0, y0, x1, y1 in examples["boxes"][r]:
+            axes[r, -1].add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False,
+                                            edgecolor="red", linewidth=1))
+        axes[r, 0].set_ylabel(f"{examples['label'][r]} → {examples['pred'][r]}", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.savefig(path, dpi=80)
+    return fig

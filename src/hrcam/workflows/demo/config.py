@@ -1,0 +1,92 @@
+"""The demo's settings: :class:`DemoConfig` (the preset) and the opt-in extras with their small settings."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+#: opt-in extra stages of the demo
+EXTRAS = ("neighbours", "pretrained")
+#: other accepted names of the extras (the baselines CAM / L-CAM / CASM were called "neighbours")
+EXTRA_ALIASES = {"baselines": "neighbours"}
+
+#: their small settings, each extra ≤ 2.5 min on a busy 2-core CPU (measured: pretrained 78 s =
+#: linear head 34 s + decoder 16 s + scoring 500 test images 28 s; neighbours 146 s = CAM 32 s +
+#: L-CAM 7 s + CASM 67 s + scoring 100 test images 40 s); the report gives each run's own times
+EXTRA_SETTINGS = {
+    # CAM / L-CAM / CASM: keyword arguments of train_neighbours plus the image subset
+    # (``train``/``test`` images spread over the splits) and the scoring batch
+    "neighbours": {"backbone": "efficientnet_lite0", "pretrained": True, "im_size": 96, "batch_size": 32,
+                   "epochs": 2, "extra_channels": 256, "lcam_lr": 1e-2, "thinning": "L100",
+                   "train": 1000, "test": 100, "score_batch": 50},
+    # keyword arguments of fit_pretrained_digits, plus ``test_limit`` (None = the demo's ``limit``)
+    "pretrained": {"backbone": "efficientnet_lite0", "im_size": 224, "head_epochs": 100, "decoder_steps": 100,
+                   "train_size": 128, "decoder_batch": 8, "objective": "consistency", "train_limit": 2000,
+                   "test_limit": None},
+}
+
+@dataclass
+class DemoConfig:
+    """Settings of the demo run (defaults: the ``make demo`` preset)."""
+
+    size: int = 64
+    train: int = 4000
+    test: int = 500
+    seed: int = 0
+    arch: dict = field(default_factory=lambda: {"init_filters": 16, "growth_rate": 8,
+                                                "layers_per_block": 2})
+    batch_size: int = 16
+    half_epochs: int = 10
+    # then a few epochs with 4× the batch (less gradient noise; settles the last-epoch weights,
+    # which otherwise swing by ±3 % test accuracy from epoch to epoch). 0 = skip.
+    half_settle_epochs: int = 3
+    settle_batch_factor: int = 4
+    full_epochs: int = 1
+    objectives: tuple[str, ...] = ("reconstruction", "consistency")
+    consistency_weight: float = 1.0
+    augment: bool = False
+    limit: int | None = None  # test images scored for localization (None = all)
+    gallery: int = 16
+    # ``hrcam compare`` on the primary FullModel: methods and number of test images (0 = skip)
+    compare_methods: tuple[str, ...] = ("cam", "hrcam", "refined", "gradcam", "gradcampp")
+    compare_limit: int = 100
+    # torch threads: one thread avoids the large slow-down of OpenMP threads competing for cores
+    # on a busy machine (measured: several times faster here); None leaves torch's setting.
+    threads: int | None = 1
+    # opt-in extra rows (see the module docstring): names from EXTRAS, and overrides of EXTRA_SETTINGS
+    extras: tuple[str, ...] = ()
+    neighbours_settings: dict = field(default_factory=dict)
+    pretrained_settings: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        from hrcam.train.modules import OBJECTIVES
+
+        if not self.objectives:
+            raise ValueError("objectives must name at least one decoder objective")
+        for obj in self.objectives:
+            if obj not in OBJECTIVES:
+                raise ValueError(f"objectives: {obj!r} is not one of {', '.join(OBJECTIVES)}")
+        for name in ("half_epochs", "full_epochs", "batch_size", "size", "train", "test",
+                     "settle_batch_factor"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        self.objectives = tuple(self.objectives)
+        self.compare_methods = tuple(self.compare_methods)
+        self.extras = tuple(EXTRA_ALIASES.get(e, e) for e in self.extras)
+        for name in self.extras:
+            if name not in EXTRAS:
+                raise ValueError(f"extras: {name!r} is not one of {', '.join(EXTRAS)}")
+        for extra in EXTRAS:
+            unknown = set(getattr(self, f"{extra}_settings")) - set(EXTRA_SETTINGS[extra])
+            if unknown:
+                raise ValueError(f"{extra}_settings: unknown keys {sorted(unknown)}; "
+                                 f"known: {', '.join(EXTRA_SETTINGS[extra])}")
+
+    def extra_settings(self, extra: str) -> dict:
+        """EXTRA_SETTINGS[extra] with this config's overrides."""
+        return {**EXTRA_SETTINGS[extra], **getattr(self, f"{extra}_settings")}
+
+    def to_json(self) -> dict:
+        return {**dataclasses.asdict(self), "objectives": list(self.objectives),
+                "compare_methods": list(self.compare_methods), "extras": list(self.extras)}
+
+DEMO_PRESET = DemoConfig()
