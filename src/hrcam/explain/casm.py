@@ -14,12 +14,27 @@ from hrcam.models.registry import resolve_network
 
 
 class CASMExplainer(Explainer):
+    """CASM (Zolna et al., 2020): the mask of a masker trained against a pool of classifiers.
+
+    ``mask = masker(stages(x)) ∈ [0, 1]^{H×W}``, trained so that ``(1 − mask) ⊙ x`` no longer
+    shows the class while the mask stays small; the map is the same for every target class.
+
+    Example:
+        >>> maps = CASMExplainer("results/casm").explain(images).maps
+
+    Args:
+        model: a CASMNet, or a path to weights exported by ``hrcam train casm``.
+        device: where to run (default: the model's).
+
+    Raises:
+        ValueError: ``model`` is not a CASMNet.
+        UserError: the path holds other weights.
+    """
+
     name = "casm"
 
     def __init__(self, model, device=None):
-        model = resolve_network(model, "casm")
-        if not isinstance(model, CASMNet):
-            raise ValueError(f"model: expected a CASMNet (hrcam train casm), got {type(model).__name__}")
+        model = resolve_network(model, "casm", CASMNet, "a CASMNet (hrcam train casm)")
         super().__init__(model, device=device)
 
     def raw_maps(self, x, targets):

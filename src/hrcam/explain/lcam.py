@@ -14,12 +14,27 @@ from hrcam.models.registry import resolve_network
 
 
 class LCAMExplainer(Explainer):
+    """L-CAM (Gkartzonika et al., ECCV-W 2022): a learned attention map per class.
+
+    ``A_c = σ(conv1×1(F))[c]`` on the frozen classifier's last conv maps ``F``, trained so that
+    the classifier still recognises the class on ``A_c ⊙ F`` (Fm) or ``A_c ⊙ x`` (Img).
+
+    Example:
+        >>> maps = LCAMExplainer("results/lcam1").explain(images, targets=labels).maps
+
+    Args:
+        model: an LCAMNet, or a path to weights exported by ``hrcam train lcam``.
+        device: where to run (default: the model's).
+
+    Raises:
+        ValueError: ``model`` is not an LCAMNet.
+        UserError: the path holds other weights.
+    """
+
     name = "lcam"
 
     def __init__(self, model, device=None):
-        model = resolve_network(model, "lcam")
-        if not isinstance(model, LCAMNet):
-            raise ValueError(f"model: expected an LCAMNet (hrcam train lcam), got {type(model).__name__}")
+        model = resolve_network(model, "lcam", LCAMNet, "an LCAMNet (hrcam train lcam)")
         super().__init__(model, device=device)
 
     def raw_maps(self, x, targets):

@@ -149,11 +149,24 @@ def load_weights(path, device=None) -> nn.Module:
     return load_network(path, device=device)[0]
 
 
-def resolve_network(model, kind: str) -> nn.Module:
-    """``model`` itself, or the network of type ``kind`` loaded from ``model`` when it is a path."""
+def resolve_network(model, kind: str, cls: type | None = None, expected: str | None = None) -> nn.Module:
+    """``model`` itself, or the network of type ``kind`` loaded from ``model`` when it is a path.
+
+    Args:
+        model: a network or a weights path / results folder.
+        kind: the ``hrcam_type`` a path must hold.
+        cls: when given, the network must be an instance of it.
+        expected: how to name ``cls`` in the error (default: its class name).
+
+    Raises:
+        UserError: a path holding another type.
+        ValueError: a network that is not a ``cls``.
+    """
     if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
         net, meta = load_network(model)
         if meta["hrcam_type"] != kind:
             raise UserError(f"{model} holds {meta['hrcam_type']} weights, not {kind}")
-        return net
+        model = net
+    if cls is not None and not isinstance(model, cls):
+        raise ValueError(f"model: expected {expected or cls.__name__}, got {type(model).__name__}")
     return model
