@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 test: $(STAMP)
+	$(PY) -m ruff check src tests benchmarks
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: $(STAMP)

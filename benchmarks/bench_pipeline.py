@@ -36,7 +36,6 @@ from scipy import ndimage as ndi  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from _pipeline_reference import reference_pipeline  # noqa: E402
-
 from hrcam.postprocessing import pipeline, pipeline_batch  # noqa: E402
 
 COMPARED = ("roi", "segmented", "full_segment", "merged", "result")

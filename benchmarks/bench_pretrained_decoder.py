@@ -17,9 +17,9 @@ import torch
 
 
 def main() -> None:
-    from hrcam.workflows.photos import load_photos
     from hrcam.models.pretrained.backbones import build_backbone
     from hrcam.models.pretrained.decoder import DecoderNet, peak_activation_mb, rank_energy
+    from hrcam.workflows.photos import load_photos
 
     torch.manual_seed(0)
     backbone = build_backbone("efficientnet_lite0")

@@ -10,11 +10,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tests.helpers import TINY_ARCH  # noqa: E402
+
 from hrcam.train.datamodule import FolderDataModule  # noqa: E402
 from hrcam.train.modules import HalfModule  # noqa: E402
 from hrcam.train.runner import fit  # noqa: E402
 from hrcam.weights import save_weights  # noqa: E402
-from tests.helpers import TINY_ARCH  # noqa: E402
 
 
 class SaveRankWeights(L.Callback):

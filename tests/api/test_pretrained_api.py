@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hrcam.models.pretrained.backbones import BackboneNet, build_backbone, imagenet_class_names
 from hrcam.models.base import class_maps
+from hrcam.models.pretrained.backbones import BackboneNet, build_backbone, imagenet_class_names
 from hrcam.models.pretrained.efficientnet_lite import EfficientNetLite0, load_lite0_state_dict
 
 # ImageNet statistics written out here (not read from the code under test)

@@ -6,8 +6,8 @@ import torch
 from hrcam.evaluation.compare import compare_methods
 from hrcam.models.baselines.camnet import CAMNet
 from hrcam.models.baselines.casm import CASMNet
-from hrcam.models.baselines.lcam import LCAMNet
 from hrcam.models.baselines.feature_backbones import build_feature_backbone
+from hrcam.models.baselines.lcam import LCAMNet
 
 
 def test_each_method_is_a_compare_row():
@@ -32,10 +32,11 @@ def test_cli_compare_loads_neighbour_weights(tmp_path, capsys):
     """`hrcam compare` on a CAM run's exported weights scores that method by default."""
     import json
 
+    from tests.helpers import make_colour_dataset
+
     from hrcam.cli import main
     from hrcam.train.baselines import CAMModule
     from hrcam.weights import save_weights
-    from tests.helpers import make_colour_dataset
 
     data = make_colour_dataset(tmp_path / "data", per_class=(1, 2))
     module = CAMModule(CAMNet.build("resnet18", 3, extra_channels=8), im_size=32, class_names=["c0", "c1", "c2"])

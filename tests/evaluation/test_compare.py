@@ -9,8 +9,7 @@ import torch
 from torch import nn
 
 from hrcam.evaluation.compare import FAITHFULNESS_KEYS, LOCALIZATION_KEYS, columns, compare_methods, write_table
-from hrcam.explain import Explainer, register
-from hrcam.explain import registry
+from hrcam.explain import Explainer, register, registry
 
 A = 4.0
 

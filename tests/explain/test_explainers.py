@@ -7,8 +7,7 @@ import torch
 import torch.nn.functional as TF
 from torch import nn
 
-from hrcam.explain import Explainer, available, create, register
-from hrcam.explain import registry
+from hrcam.explain import Explainer, available, create, register, registry
 from hrcam.explain.cam import CAMExplainer
 from hrcam.explain.gradcam import GradCAMExplainer
 from hrcam.models.base import CAMNetwork, MapOutputs

@@ -4,7 +4,11 @@ import torch
 import torchvision
 
 from hrcam.models.baselines.feature_backbones import (
-    IMAGENET_MEAN, IMAGENET_STD, TorchvisionBackbone, build_feature_backbone, read_state_dict,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    TorchvisionBackbone,
+    build_feature_backbone,
+    read_state_dict,
 )
 
 

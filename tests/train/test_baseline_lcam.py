@@ -7,8 +7,8 @@ import torch.nn.functional as F
 
 from hrcam.explain.registry import create
 from hrcam.models.baselines.camnet import CAMNet
-from hrcam.models.baselines.lcam import LCAMNet, area_loss, lcam_loss, total_variation
 from hrcam.models.baselines.feature_backbones import build_feature_backbone
+from hrcam.models.baselines.lcam import LCAMNet, area_loss, lcam_loss, total_variation
 from hrcam.train.baselines import LCAMModule
 
 A1 = [[1.0, 2.0, 0.0],

@@ -5,9 +5,9 @@ import sys
 from pathlib import Path
 
 import torch
+from tests.helpers import make_colour_dataset
 
 from hrcam.weights import load_weights
-from tests.helpers import make_colour_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -6,11 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hrcam.models.pretrained.backbones import build_backbone
 from hrcam.models.base import class_maps
+from hrcam.models.pretrained.backbones import build_backbone
 from hrcam.models.pretrained.decoder import DecoderNet, peak_activation_mb, rank_energy, rank_factorization
-from hrcam.train.decoder import DecoderModule, ImagesDataModule, decoder_consistency_loss
 from hrcam.models.registry import load_network
+from hrcam.train.decoder import DecoderModule, ImagesDataModule, decoder_consistency_loss
 
 
 @pytest.fixture(scope="module")
@@ -155,9 +155,8 @@ def test_activation_memory_per_224px_image_is_under_50mb():
 
 
 def test_cli_train_decoder_help_and_run(tmp_path, monkeypatch, capsys):
-    from hrcam.cli import main
-
     import hrcam.cli.train as train_cli
+    from hrcam.cli import main
 
     if "hrcam.cli.pretrained" not in train_cli.TRAIN_MODULES:
         monkeypatch.setattr(train_cli, "TRAIN_MODULES", [*train_cli.TRAIN_MODULES, "hrcam.cli.pretrained"])

@@ -6,13 +6,13 @@ import sys
 import numpy as np
 import pytest
 import torch
+from tests.helpers import TINY_ARCH, make_colour_dataset
 
 from hrcam.api.seed import FullModel, HalfModel
 from hrcam.cli import main
 from hrcam.train.datamodule import FolderDataModule
 from hrcam.train.modules import FullModule, HalfModule, consistency_loss, l2_penalty
 from hrcam.train.runner import fit
-from tests.helpers import TINY_ARCH, make_colour_dataset
 
 
 @pytest.fixture(scope="module")

@@ -114,10 +114,10 @@ def test_same_seed_same_numbers(micro, tmp_path):
 def test_extras_add_rows(micro):
     """--extras neighbours,pretrained at micro scale: Lite0 rows in the localization table, the
     three neighbours in an 'Other methods' table, finite numbers, times recorded, stages reused."""
+    import argparse
     import dataclasses
 
     from hrcam.cli.demo import add_run
-    import argparse
 
     root, cfg, _ = micro
     ecfg = dataclasses.replace(

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from hrcam.data.animals import NUM_ANIMAL_CLASSES
 from hrcam.data.transforms import as_batch
@@ -35,6 +34,8 @@ SEED_IM_SIZE = 224
 
 @dataclass
 class CamResult:
+    """What :func:`compute_cams` returns: logits, probabilities, the explained classes and their maps."""
+
     logits: torch.Tensor  #: N×K
     probs: torch.Tensor  #: N×K softmax
     classes: torch.Tensor  #: N, the classes the maps are for

@@ -64,10 +64,10 @@ def register(evaluate_subparsers) -> None:
 def run_localization(args) -> int:
     from hrcam.api.seed import load_model
     from hrcam.data.annotations import load_ground_truth
-    from hrcam.viz.report import table_from_records, write_report
+    from hrcam.evaluation.localization import MAP_LABELS, evaluate_localization
     from hrcam.jsonio import json_safe
     from hrcam.metrics.columns import SUMMARY_LOCALIZATION, label_pairs
-    from hrcam.evaluation.localization import MAP_LABELS, evaluate_localization
+    from hrcam.viz.report import table_from_records, write_report
 
     data_dir = Path(args.data_dir)
     if not data_dir.is_dir():

@@ -138,7 +138,6 @@ def _resolve_class(target, model) -> int | None:
 
 # ------------------------------------------------------------------------------------------ run
 def run(args) -> int:
-    import numpy as np
     import torch
     from tqdm.auto import tqdm
 

@@ -246,6 +246,7 @@ def format_markdown(rows: list[dict], notes: bool = True) -> str:
 
 
 def format_csv(rows: list[dict]) -> str:
+    """The rows as CSV, one column per :func:`columns` entry."""
     cols = columns(rows)
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")

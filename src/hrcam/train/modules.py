@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hrcam.models.registry import model_metadata
 from hrcam.models.hrcam.nets import FullNet, HalfNet
+from hrcam.models.registry import model_metadata
 
 OBJECTIVES = ("reconstruction", "consistency")
 

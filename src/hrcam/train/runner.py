@@ -36,6 +36,7 @@ def check_results_name(name: str) -> str:
 
 
 def run_paths(results_name: str, results_root="results", logs_root="logs") -> tuple[Path, Path]:
+    """``(results folder, logs folder)`` of a run, after checking its name."""
     name = check_results_name(results_name)
     return Path(results_root) / name, Path(logs_root) / name
 

@@ -131,9 +131,9 @@ def run_photo_demo(out_dir, *, animals: bool = False, steps: int = 80, im_size: 
 
     from matplotlib.figure import Figure
 
-    from hrcam.viz.plotting import overlay, save_image
     from hrcam.api.seed import compute_cams
     from hrcam.train.decoder import ImageListDataset, find_images
+    from hrcam.viz.plotting import overlay, save_image
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

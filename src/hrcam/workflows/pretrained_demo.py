@@ -65,12 +65,12 @@ def fit_pretrained_digits(data_dir, *, backbone: str = "efficientnet_lite0", im_
     ``decoder_steps == 0``) and ``{"head_fit", "train_images", "seconds_head", "decoder"}``.
     """
     from hrcam.data.transforms import seed_augmentation
-    from hrcam.workflows.photos import decoder_detail, loss_summary, train_decoder_steps
     from hrcam.models.pretrained.backbones import build_backbone
     from hrcam.models.pretrained.decoder import DecoderNet
     from hrcam.train.datamodule import FolderDataModule
     from hrcam.train.decoder import ImageListDataset
     from hrcam.train.linear_head import fit_linear_head
+    from hrcam.workflows.photos import decoder_detail, loss_summary, train_decoder_steps
 
     if decoder_steps < 0:
         raise ValueError(f"decoder_steps must be >= 0, got {decoder_steps}")

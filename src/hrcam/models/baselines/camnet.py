@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from hrcam.models.base import CAMNetwork, MapOutputs
-from hrcam.models.registry import register_model
 from hrcam.models.baselines.feature_backbones import TorchvisionBackbone, build_feature_backbone
+from hrcam.models.registry import register_model
 
 __all__ = ["CAMNet"]
 

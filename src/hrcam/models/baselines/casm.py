@@ -44,6 +44,8 @@ __all__ = ["THINNING", "ClassifierPool", "Masker", "CASMNet", "ThinningStrategy"
 
 @dataclass(frozen=True)
 class ThinningStrategy:
+    """How CASM keeps past classifiers: frozen classifier or not, and the snapshot schedule."""
+
     name: str
     fixed_classifier: bool
     pool_prob: float

@@ -28,8 +28,6 @@ is GAP + dropout + ``_fc``.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 import torchvision
 from torch import nn

@@ -85,6 +85,7 @@ def he_init(module: nn.Module) -> None:
 
 
 def bn_relu_conv(in_ch: int, out_ch: int, kernel: int) -> nn.Sequential:
+    """BatchNorm → ReLU → ``kernel``×``kernel`` conv (same padding), FC-DenseNet's basic layer."""
     return nn.Sequential(
         nn.BatchNorm2d(in_ch, eps=BN_EPS),
         nn.ReLU(inplace=True),

@@ -18,8 +18,8 @@ from torch import nn
 
 from hrcam.data.animals import NUM_ANIMAL_CLASSES
 from hrcam.models.base import CAMNetwork, MapOutputs
-from hrcam.models.registry import register_model
 from hrcam.models.hrcam.fcdensenet import DecoderStage, Encoder, FCDenseNetConfig, TransitionUp, he_init
+from hrcam.models.registry import register_model
 
 
 class HalfNet(CAMNetwork):

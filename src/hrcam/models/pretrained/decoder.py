@@ -35,8 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hrcam.models.pretrained.backbones import BackboneNet, build_backbone, freeze
 from hrcam.models.base import CAMNetwork, MapOutputs
+from hrcam.models.pretrained.backbones import BackboneNet, build_backbone, freeze
 from hrcam.models.registry import register_model
 
 __all__ = ["DecoderNet", "rank_factorization", "rank_energy"]
