@@ -6,7 +6,6 @@ import importlib
 import json
 
 from hrcam.cli.common import add_distributed_args, distributed_kwargs, nonneg_float, positive_int
-from hrcam.errors import UserError
 
 #: modules adding more ``hrcam train <method>`` sub-commands through ``register_train(subparsers)``
 TRAIN_MODULES: list[str] = ["hrcam.cli.train_baselines", "hrcam.cli.pretrained"]
@@ -89,80 +88,33 @@ def _arch(args) -> dict:
     return {k: getattr(args, k) for k in ARCH_ARGS}
 
 
-def _datamodule(args):
-    from hrcam.train.datamodule import FolderDataModule
+def _settings(args):
+    from hrcam.train.recipes import FolderData, RunSettings
 
-    dm = FolderDataModule(args.data_dir, args.im_size, args.channels, args.batch_size,
-                          augment=not args.no_augment, num_workers=args.num_workers, seed=args.seed)
-    if args.num_classes is not None and args.num_classes != dm.num_classes:
-        raise UserError(f"--num_classes {args.num_classes} does not match the {dm.num_classes} class folders "
-                        f"in {dm.train_dir}")
-    stride = 2 ** (args.num_blocks + 1)
-    if args.im_size % stride:
-        raise UserError(f"--im_size must be a multiple of {stride} with --num_blocks {args.num_blocks}, "
-                        f"got {args.im_size}")
-    return dm
+    data = FolderData(args.data_dir, im_size=args.im_size, batch_size=args.batch_size, augment=not args.no_augment,
+                      num_workers=args.num_workers, channels=args.channels)
+    run = RunSettings(args.results_name, epochs=args.epochs, results_root=args.results_root,
+                      logs_root=args.logs_root, resume=args.resume, progress=not args.no_progress, seed=args.seed,
+                      limit_train_batches=args.limit_train_batches, distributed=distributed_kwargs(args))
+    return data, run
 
 
-def _check_half_weights(path, dm, args):
-    from hrcam.weights import load_weights
-
-    state, meta = load_weights(path)
-    fc = state.get("fc.weight", state.get("localization.fc.weight"))
-    if fc is None:
-        raise UserError(f"{path} does not hold HalfModel weights (no classifier layer found)")
-    if fc.shape[0] != dm.num_classes:
-        raise UserError(f"the weights in {path} have {fc.shape[0]} classes but {dm.train_dir} has "
-                        f"{dm.num_classes} class folders")
-    if "localization.fc.weight" in state:
-        state = {k.removeprefix("localization."): v for k, v in state.items() if k.startswith("localization.")}
-    arch = meta.get("arch")
-    if arch:
-        mismatch = {k: (arch[k], getattr(args, k)) for k in ARCH_ARGS if k in arch and arch[k] != getattr(args, k)}
-        if mismatch:
-            # the file knows its architecture: use it rather than fail
-            for k, (recorded, _) in mismatch.items():
-                setattr(args, k, recorded)
-    return state
-
-
-def _finish(out: dict, args) -> int:
+def _finish(out: dict) -> int:
     if out["trainer"].is_global_zero:
         print(json.dumps({"best": str(out["best"]), "last": str(out["last"])}))
     return 0
 
 
 def run_half(args) -> int:
-    from hrcam.train.modules import HalfModule
-    from hrcam.train.runner import check_results_name, fit
+    from hrcam.train.recipes import train_half
 
-    check_results_name(args.results_name)
-    dm = _datamodule(args)
-    state = _check_half_weights(args.half_weight_dir, dm, args) if args.half_weight_dir else None
-    module = HalfModule(dm.num_classes, args.channels, args.im_size, _arch(args), dm.classes, lr=args.lr)
-    if state is not None:
-        try:
-            module.net.load_state_dict(state)
-        except RuntimeError as err:
-            raise UserError(f"--half_weight_dir does not fit this architecture: {str(err).splitlines()[0]}") from None
-    out = fit(module, dm, args.results_name, epochs=args.epochs, results_root=args.results_root,
-              logs_root=args.logs_root, monitor="val_acc", mode="max", resume=args.resume,
-              progress=not args.no_progress, seed=args.seed, limit_train_batches=args.limit_train_batches,
-              **distributed_kwargs(args))
-    return _finish(out, args)
+    return _finish(train_half(*_settings(args), arch=_arch(args), lr=args.lr, num_classes=args.num_classes,
+                              half_weights=args.half_weight_dir or None))
 
 
 def run_full(args) -> int:
-    from hrcam.train.modules import FullModule
-    from hrcam.train.runner import check_results_name, fit
+    from hrcam.train.recipes import train_full
 
-    check_results_name(args.results_name)
-    dm = _datamodule(args)
-    state = _check_half_weights(args.half_weight_dir, dm, args)
-    module = FullModule(state, dm.num_classes, args.channels, args.im_size, _arch(args), dm.classes,
-                        objective=args.objective, consistency_weight=args.consistency_weight, lr=args.lr)
-    out = fit(module, dm, args.results_name, epochs=args.epochs, results_root=args.results_root,
-              logs_root=args.logs_root, monitor="train_loss", mode="min", resume=args.resume,
-              progress=not args.no_progress, seed=args.seed, limit_train_batches=args.limit_train_batches,
-              **distributed_kwargs(args))
-    return _finish(out, args)
+    return _finish(train_full(*_settings(args), args.half_weight_dir, arch=_arch(args), objective=args.objective,
+                              consistency_weight=args.consistency_weight, lr=args.lr,
+                              num_classes=args.num_classes))

@@ -1,4 +1,4 @@
-"""Training recipes with plain arguments: what ``hrcam train cam|lcam|casm`` runs, callable from Python.
+"""Training recipes with plain arguments: what ``hrcam train half|full|cam|lcam|casm`` runs, callable from Python.
 
     data = FolderData("data/demo", im_size=128, batch_size=32, augment=False)
     run = RunSettings("demo/cam", epochs=2, results_root="results", logs_root="logs")
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from hrcam.errors import UserError
 
-__all__ = ["FolderData", "RunSettings", "train_cam", "train_lcam", "train_casm"]
+__all__ = ["FolderData", "RunSettings", "train_half", "train_full", "train_cam", "train_lcam", "train_casm"]
 
 
 @dataclass
@@ -29,6 +29,19 @@ class FolderData:
     batch_size: int = 16
     augment: bool = True
     num_workers: int = 0
+    channels: int = 3
+    #: the split validated on after every epoch (None: no validation, best = lowest training loss)
+    val_split: str | None = "test"
+    #: shuffling / augmentation seed (None: the run's seed)
+    seed: int | None = None
+
+    def datamodule(self, run_seed: int):
+        """The :class:`~hrcam.train.datamodule.FolderDataModule` of this data."""
+        from hrcam.train.datamodule import FolderDataModule
+
+        return _user_errors(FolderDataModule, self.data_dir, self.im_size, self.channels, self.batch_size,
+                            augment=self.augment, num_workers=self.num_workers,
+                            seed=run_seed if self.seed is None else self.seed, val_split=self.val_split)
 
 
 @dataclass
@@ -50,7 +63,6 @@ class RunSettings:
 
 
 def _datamodule(data: FolderData, run: RunSettings, lr: float, backbone_weights):
-    from hrcam.train.datamodule import FolderDataModule
     from hrcam.train.runner import check_results_name
 
     check_results_name(run.results_name)
@@ -58,8 +70,7 @@ def _datamodule(data: FolderData, run: RunSettings, lr: float, backbone_weights)
         raise UserError(f"--lr must be > 0, got {lr}")
     if backbone_weights and not Path(backbone_weights).is_file():
         raise UserError(f"--backbone_weights: no such file {backbone_weights}")
-    return _user_errors(FolderDataModule, data.data_dir, data.im_size, 3, data.batch_size, augment=data.augment,
-                        num_workers=data.num_workers, seed=run.seed)
+    return data.datamodule(run.seed)
 
 
 def _user_errors(fn, *a, **kw):
@@ -72,6 +83,104 @@ def _user_errors(fn, *a, **kw):
         raise UserError(str(err)) from None
 
 
+# -- HR-CAM: HalfModel, then the FullModel's expansion network ------------------------------------
+ARCH_KEYS = ("init_filters", "growth_rate", "layers_per_block", "num_blocks", "aux_channels")
+
+
+def _hrcam_datamodule(data: FolderData, run: RunSettings, arch: dict, num_classes: int | None):
+    from hrcam.models.hrcam.fcdensenet import FCDenseNetConfig
+    from hrcam.train.runner import check_results_name
+
+    check_results_name(run.results_name)
+    dm = data.datamodule(run.seed)
+    if num_classes is not None and num_classes != dm.num_classes:
+        raise UserError(f"--num_classes {num_classes} does not match the {dm.num_classes} class folders "
+                        f"in {dm.train_dir}")
+    num_blocks = arch.get("num_blocks", FCDenseNetConfig().num_blocks)
+    stride = 2 ** (num_blocks + 1)
+    if data.im_size % stride:
+        raise UserError(f"--im_size must be a multiple of {stride} with --num_blocks {num_blocks}, "
+                        f"got {data.im_size}")
+    return dm
+
+
+def half_weights_state(path, num_classes: int, train_dir, arch: dict) -> tuple[dict, dict]:
+    """``(HalfNet state, architecture)`` from HalfModel or FullModel weights, checked against the data.
+
+    The architecture the file records wins over ``arch`` where they differ (the file knows its own).
+    """
+    from hrcam.weights import load_weights
+
+    state, meta = load_weights(path)
+    fc = state.get("fc.weight", state.get("localization.fc.weight"))
+    if fc is None:
+        raise UserError(f"{path} does not hold HalfModel weights (no classifier layer found)")
+    if fc.shape[0] != num_classes:
+        raise UserError(f"the weights in {path} have {fc.shape[0]} classes but {train_dir} has "
+                        f"{num_classes} class folders")
+    if "localization.fc.weight" in state:
+        state = {k.removeprefix("localization."): v for k, v in state.items() if k.startswith("localization.")}
+    recorded = meta.get("arch") or {}
+    return state, {**arch, **{k: recorded[k] for k in ARCH_KEYS if k in recorded}}
+
+
+def _seeded(init_seed: int | None) -> None:
+    if init_seed is not None:
+        import torch
+
+        torch.manual_seed(init_seed)  # the initial weights, too, come from the seed
+
+
+def train_half(data: FolderData, run: RunSettings, *, arch: dict | None = None, lr: float = 1.0,
+               num_classes: int | None = None, half_weights=None, init_seed: int | None = None,
+               monitor: str = "val_acc", mode: str = "max") -> dict:
+    """The HalfModel (classifier + low-res CAMs), Adadelta; optionally from ``half_weights``.
+
+    Returns :func:`hrcam.train.runner.fit`'s ``{"best", "last", "trainer"}``.
+    """
+    from hrcam.train.modules import HalfModule
+    from hrcam.train.runner import fit
+
+    arch = dict(arch or {})
+    dm = _hrcam_datamodule(data, run, arch, num_classes)
+    state = None
+    if half_weights is not None:
+        state, arch = half_weights_state(half_weights, dm.num_classes, dm.train_dir, arch)
+    _seeded(init_seed)
+    module = HalfModule(dm.num_classes, data.channels, data.im_size, arch, dm.classes, lr=lr)
+    if state is not None:
+        try:
+            module.net.load_state_dict(state)
+        except RuntimeError as err:
+            raise UserError(f"--half_weight_dir does not fit this architecture: {str(err).splitlines()[0]}") from None
+    return fit(module, dm, run.results_name, epochs=run.epochs, results_root=run.results_root,
+               logs_root=run.logs_root, monitor=monitor, mode=mode, resume=run.resume, progress=run.progress,
+               seed=run.seed, limit_train_batches=run.limit_train_batches, **run.distributed)
+
+
+def train_full(data: FolderData, run: RunSettings, half_weights, *, arch: dict | None = None,
+               objective: str = "reconstruction", consistency_weight: float = 1.0, lr: float = 1.0,
+               num_classes: int | None = None, init_seed: int | None = None) -> dict:
+    """The FullModel's expansion network on the frozen HalfModel in ``half_weights``; best by training loss.
+
+    Returns :func:`hrcam.train.runner.fit`'s ``{"best", "last", "trainer"}``.
+    """
+    from hrcam.train.modules import FullModule
+    from hrcam.train.runner import fit
+
+    arch = dict(arch or {})
+    dm = _hrcam_datamodule(data, run, arch, num_classes)
+    state, arch = half_weights_state(half_weights, dm.num_classes, dm.train_dir, arch)
+    _seeded(init_seed)
+    module = FullModule(state, dm.num_classes, data.channels, data.im_size, arch, dm.classes,
+                        objective=objective, consistency_weight=consistency_weight, lr=lr)
+    return fit(module, dm, run.results_name, epochs=run.epochs, results_root=run.results_root,
+               logs_root=run.logs_root, monitor="train_loss", mode="min", resume=run.resume,
+               progress=run.progress, seed=run.seed, limit_train_batches=run.limit_train_batches,
+               **run.distributed)
+
+
+# -- baselines: CAM, L-CAM, CASM ------------------------------------------------------------------
 def _fit(module, dm, run: RunSettings, monitor: str, mode: str, method: str) -> dict | None:
     from hrcam.train.runner import fit
 

@@ -1,68 +1,54 @@
 """The demo's HR-CAM training: HalfModel then FullModel per objective, quietly, on the CPU."""
 from __future__ import annotations
 
+import contextlib
+import warnings
 from pathlib import Path
 
+from hrcam.train.recipes import FolderData, RunSettings, train_full, train_half
 from hrcam.workflows.demo.config import DemoConfig
 
 
-def _quiet_fit(*args, **kwargs):
-    """``hrcam.train.runner.fit`` without Lightning's notices that do not apply here (no
-    validation loader on purpose; a deprecation inside Lightning)."""
-    import warnings
-
-    from hrcam.train.runner import fit
-
+@contextlib.contextmanager
+def _quiet():
+    """Without Lightning's notices that do not apply here (no validation loader on purpose; a
+    deprecation inside Lightning)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*Total length of .* across ranks is zero.*")
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-        return fit(*args, **kwargs)
+        yield
 
-def _train_half(cfg: DemoConfig, data_dir: Path, out: Path, progress: bool) -> Path:
-    import torch
 
-    from hrcam.train.datamodule import FolderDataModule
-    from hrcam.train.modules import HalfModule
-
-    dm = FolderDataModule(data_dir, cfg.size, 3, batch_size=cfg.batch_size, augment=cfg.augment,
-                          seed=cfg.seed, val_split=None)
-    torch.manual_seed(cfg.seed)  # the initial weights, too, come from the seed
-    module = HalfModule(dm.num_classes, 3, im_size=cfg.size, arch=dict(cfg.arch), class_names=dm.classes)
+def _data(cfg: DemoConfig, data_dir: Path, batch_factor: int = 1, seed_offset: int = 0) -> FolderData:
     # No validation split during training: the test split is scored once, afterwards, with the
     # last weights (choosing the "best" epoch on the test split would flatter the accuracy).
-    res = _quiet_fit(module, dm, "half", epochs=cfg.half_epochs, results_root=out, logs_root=out / "logs",
-                     monitor="train_loss", mode="min", progress=progress, seed=cfg.seed,
-                     accelerator="cpu", devices=1)
-    if cfg.half_settle_epochs <= 0:
-        return Path(res["last"])
-    from hrcam.weights import load_weights
+    return FolderData(data_dir, im_size=cfg.size, batch_size=cfg.batch_size * batch_factor, augment=cfg.augment,
+                      val_split=None, seed=cfg.seed + seed_offset)
 
-    state, _ = load_weights(res["last"])
-    dm = FolderDataModule(data_dir, cfg.size, 3, batch_size=cfg.batch_size * cfg.settle_batch_factor,
-                          augment=cfg.augment, seed=cfg.seed + 1, val_split=None)
-    module = HalfModule(dm.num_classes, 3, im_size=cfg.size, arch=dict(cfg.arch), class_names=dm.classes)
-    module.net.load_state_dict(state)
-    res = _quiet_fit(module, dm, "half/settled", epochs=cfg.half_settle_epochs, results_root=out,
-                     logs_root=out / "logs", monitor="train_loss", mode="min", progress=progress,
-                     seed=cfg.seed, accelerator="cpu", devices=1)
+
+def _run(cfg: DemoConfig, out: Path, name: str, epochs: int, progress: bool) -> RunSettings:
+    return RunSettings(name, epochs=epochs, results_root=out, logs_root=out / "logs", progress=progress,
+                       seed=cfg.seed, distributed={"accelerator": "cpu", "devices": 1})
+
+
+def _train_half(cfg: DemoConfig, data_dir: Path, out: Path, progress: bool) -> Path:
+    """The HalfModel (:func:`hrcam.train.recipes.train_half`), then ``half_settle_epochs`` at a larger batch."""
+    with _quiet():
+        res = train_half(_data(cfg, data_dir), _run(cfg, out, "half", cfg.half_epochs, progress), arch=dict(cfg.arch),
+                         init_seed=cfg.seed, monitor="train_loss", mode="min")
+        if cfg.half_settle_epochs <= 0:
+            return Path(res["last"])
+        res = train_half(_data(cfg, data_dir, cfg.settle_batch_factor, 1),
+                         _run(cfg, out, "half/settled", cfg.half_settle_epochs, progress), arch=dict(cfg.arch),
+                         half_weights=res["last"], monitor="train_loss", mode="min")
     return Path(res["last"])
+
 
 def _train_full(cfg: DemoConfig, data_dir: Path, out: Path, half_weights: Path, objective: str,
                 progress: bool) -> Path:
-    import torch
-
-    from hrcam.train.datamodule import FolderDataModule
-    from hrcam.train.modules import FullModule
-    from hrcam.weights import load_weights
-
-    state, _ = load_weights(half_weights)
-    dm = FolderDataModule(data_dir, cfg.size, 3, batch_size=cfg.batch_size, augment=cfg.augment,
-                          seed=cfg.seed, val_split=None)
-    torch.manual_seed(cfg.seed)
-    module = FullModule(state, dm.num_classes, 3, im_size=cfg.size, arch=dict(cfg.arch),
-                        class_names=dm.classes, objective=objective,
-                        consistency_weight=cfg.consistency_weight)
-    res = _quiet_fit(module, dm, f"full_{objective}", epochs=cfg.full_epochs, results_root=out,
-              logs_root=out / "logs", monitor="train_loss", mode="min", progress=progress,
-              seed=cfg.seed, accelerator="cpu", devices=1)
+    """The FullModel for one decoder ``objective`` (:func:`hrcam.train.recipes.train_full`)."""
+    with _quiet():
+        res = train_full(_data(cfg, data_dir), _run(cfg, out, f"full_{objective}", cfg.full_epochs, progress),
+                         half_weights, arch=dict(cfg.arch), objective=objective,
+                         consistency_weight=cfg.consistency_weight, init_seed=cfg.seed)
     return Path(res["last"])
