@@ -1,1 +1,1 @@
-"""Pictures and pages: figures and overlays (:mod:`.plotting`, :mod:`.overlays`) and HTML/Markdown reports (:mod:`.report`)."""
+"""Pictures and pages: figures and overlays (:mod:`.plotting`), the demo gallery (:mod:`.gallery`), Markdown reports (:mod:`.report`)."""
