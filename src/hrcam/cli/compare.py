@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hrcam.cli.common import positive_int
-from hrcam.data.splits import load_ground_truth_for, load_split
 from hrcam.errors import UserError
 
 DEFAULT_METHODS = ("cam", "hrcam", "refined", "gradcam", "gradcampp", "scorecam")
@@ -83,6 +82,7 @@ def _load(weights, kind, device) -> _Loaded:
 
 
 def run(args) -> int:
+    from hrcam.data.splits import load_ground_truth_for, load_split
     from hrcam.evaluation.compare import compare_methods, format_markdown, write_table
     from hrcam.explain.registry import parse_methods
 

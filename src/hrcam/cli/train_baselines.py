@@ -12,7 +12,6 @@ import argparse
 import json
 
 from hrcam.cli.common import add_distributed_args, distributed_kwargs, nonneg_float, positive_int
-from hrcam.models.baselines.feature_backbones import BACKBONES
 
 __all__ = ["register_train"]
 
@@ -29,7 +28,9 @@ efficientnet_lite0 uses the offline weights of the efficientnet-lite0-pytorch-mo
 def _add_common(p: argparse.ArgumentParser, backbone: str, lr: float, lr_help: str) -> None:
     p.add_argument("--data_dir", required=True, help="folder with train/<class>/* (and test/<class>/*)")
     p.add_argument("--results_name", required=True, help="run name, may contain sub-folders; stays under results/ and logs/")
-    p.add_argument("--backbone", choices=BACKBONES, default=backbone, help=f"torchvision backbone (default: {backbone})")
+    # a plain name, checked when the command runs: listing the choices here would import torch on --help
+    p.add_argument("--backbone", default=backbone, metavar="NAME",
+                   help=f"vgg11..vgg19[_bn], resnet18..resnet152 or efficientnet_lite0 (default: {backbone})")
     w = p.add_mutually_exclusive_group()
     w.add_argument("--backbone_weights", default=None, metavar="FILE",
                    help="local backbone weights: safetensors or a weights-only torch state dict")

@@ -1,0 +1,54 @@
+"""``hrcam --help`` and ``hrcam <cmd> --help`` answer at once: parsing imports no torch or Lightning."""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+from hrcam.cli import build_parser
+
+HEAVY = ("torch", "lightning", "pytorch_lightning", "torchvision", "matplotlib", "timm")
+
+# Walks every (sub-)command in a fresh interpreter, runs its --help, and names the first command
+# after which a heavy module is in sys.modules.
+_PROBE = """
+import contextlib, io, json, sys
+from hrcam.cli import main
+heavy = {heavy!r}
+out = {{}}
+for cmd in {commands!r}:
+    with contextlib.redirect_stdout(io.StringIO()) as text:
+        try:
+            main([*cmd, "--help"])
+        except SystemExit as e:
+            code = e.code
+    out[" ".join(cmd) or "(top level)"] = [code, len(text.getvalue()),
+                                           sorted(m for m in heavy if m in sys.modules)]
+print(json.dumps(out))
+"""
+
+
+def _commands(parser: argparse.ArgumentParser, prefix=()) -> list[tuple[str, ...]]:
+    found = [prefix]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found += _commands(sub, (*prefix, name))
+    return found
+
+
+def test_every_help_is_parsed_without_torch_or_lightning():
+    commands = _commands(build_parser())
+    # the tree as it is today: catches a walk that found nothing
+    names = {" ".join(c) for c in commands}
+    assert {"", "train", "train half", "train full", "train cam", "demo run", "compare", "explain"} <= names
+    code = _PROBE.format(heavy=HEAVY, commands=[list(c) for c in commands])
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert len(report) == len(commands)
+    for cmd, (exit_code, help_chars, heavy) in report.items():
+        assert exit_code == 0 and help_chars > 100, (cmd, exit_code, help_chars)
+        assert heavy == [], f"'hrcam {cmd} --help' imported {heavy}"
+
