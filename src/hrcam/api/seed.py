@@ -24,7 +24,7 @@ from hrcam.data.transforms import as_batch
 from hrcam.errors import UserError
 from hrcam.models.base import CAMNetwork, class_maps, resolve_classes
 from hrcam.models.hrcam.nets import FullNet, HalfNet
-from hrcam.weights import load_weights
+from hrcam.weights import load_weights, state_dict_mismatch
 
 __all__ = ["CamResult", "compute_cams", "HalfModel", "FullModel", "load_model", "select_type"]
 
@@ -78,6 +78,9 @@ class _CAMModel:
         meta, state = {}, None
         if weights is not None:
             state, meta = load_weights(weights)
+            fc = state.get("fc.weight", state.get("localization.fc.weight"))
+            if "num_classes" not in meta and fc is not None:  # no metadata: the classifier's rows
+                meta = {**meta, "num_classes": int(fc.shape[0])}
         num_classes = _pick("num_classes", num_classes, meta.get("num_classes"), SEED_NUM_CLASSES)
         channels = _pick("channels", channels, meta.get("in_channels"), 3)
         self.im_size = int(_pick("im_size", im_size, meta.get("im_size"), SEED_IM_SIZE))
@@ -113,7 +116,8 @@ class _CAMModel:
 
     # -- internals -------------------------------------------------------------------------
     def _batch(self, x):
-        t, single = as_batch(x)
+        channels = getattr(getattr(self.net, "config", None), "in_channels", None)
+        t, single = as_batch(x, channels=channels if isinstance(channels, int) else None)
         return t.to(self.device), single
 
     def _run(self, x, custom_class=None, high=False):
@@ -253,8 +257,8 @@ def _load_state(net: torch.nn.Module, state: dict, kind: str, meta: dict) -> Non
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as err:
-        first = str(err).splitlines()[0]
-        raise UserError(f"the weights do not fit a {kind} model with these settings: {first}") from None
+        raise UserError(f"the weights do not fit a {kind} model with these settings: "
+                        f"{state_dict_mismatch(err)}") from None
 
 
 def load_model(path, type: str | None = None, device=None):  # noqa: A002 - the seed's flag name

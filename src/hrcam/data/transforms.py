@@ -14,7 +14,8 @@ def as_batch(x, channels: int | None = None) -> tuple[torch.Tensor, bool]:
 
     - NumPy ``N×H×W×C`` or ``H×W×C`` (channels last), or ``H×W`` (grayscale);
     - torch ``N×C×H×W`` or ``C×H×W`` (channels first);
-    - uint8 (0..255) or float (assumed already in [0, 1]).
+    - uint8 (0..255) or float in [0, 1] (float with values above 1 is refused: pass uint8 or
+      divide by 255).
 
     Returns ``(batch, single)`` where ``single`` is True when one image was given without a batch
     axis *or* as a batch of one in the seed's ``1×H×W×C`` form — callers then return 2-D maps.
@@ -55,9 +56,15 @@ def as_batch(x, channels: int | None = None) -> tuple[torch.Tensor, bool]:
     else:
         t = t.float()
     if channels is not None and t.shape[1] != channels:
-        raise ValueError(f"expected images with {channels} channels, got {t.shape[1]}")
+        kind = {1: "grayscale", 3: "RGB", 4: "RGBA"}.get(int(t.shape[1]), f"{t.shape[1]}-channel")
+        raise ValueError(f"expected images with {channels} channels, got {kind} images with {t.shape[1]} "
+                         f"(shape {tuple(t.shape)}, read as N×C×H×W; convert them, e.g. PIL's .convert"
+                         f"({'RGB' if channels == 3 else 'L'!r}))")
     if not torch.isfinite(t).all():
         raise ValueError("images contain NaN or inf")
+    if t.numel() and float(t.max()) > 1.0 + 1e-4:
+        raise ValueError(f"float images must be in [0, 1], got values up to {float(t.max()):g}: pass uint8 "
+                         "images or divide by 255")
     return t.contiguous(), single
 
 

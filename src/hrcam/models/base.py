@@ -61,10 +61,13 @@ def resolve_classes(classes, logits: torch.Tensor, name: str = "targets") -> tor
     n, k = logits.shape
     if classes is None:
         return logits.argmax(dim=1)
-    if isinstance(classes, torch.Tensor):
-        t = classes.to(device=logits.device, dtype=torch.long).reshape(-1)
-    else:
-        t = torch.as_tensor(np.asarray(classes), dtype=torch.long, device=logits.device).reshape(-1)
+    raw = classes.detach().cpu().numpy() if isinstance(classes, torch.Tensor) else np.asarray(classes)
+    if raw.dtype.kind not in "iu":
+        if raw.dtype.kind == "f" and np.all(np.isfinite(raw)) and np.all(raw == np.round(raw)):
+            raw = raw.astype(np.int64)
+        else:
+            raise ValueError(f"{name}: class indices must be integers, got {classes!r:.80}")
+    t = torch.as_tensor(raw, dtype=torch.long, device=logits.device).reshape(-1)
     if t.numel() == 1:
         t = t.expand(n)
     if t.numel() != n:

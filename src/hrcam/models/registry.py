@@ -124,6 +124,7 @@ def load_network(path, device=None, expect: tuple[str, ...] | None = None,
             fit the recorded structure.
     """
     from hrcam.weights import load_weights as read_weights
+    from hrcam.weights import state_dict_mismatch
 
     state, meta = read_weights(path)
     meta = dict(meta)
@@ -140,7 +141,7 @@ def load_network(path, device=None, expect: tuple[str, ...] | None = None,
         net.load_state_dict(state, strict=True)
     except RuntimeError as err:
         raise UserError(f"{path}: the weights do not fit the {kind} network they describe "
-                        f"({str(err).splitlines()[0]})") from None
+                        f"({state_dict_mismatch(err)})") from None
     return net.to(torch.device(device or "cpu")).eval(), meta
 
 
