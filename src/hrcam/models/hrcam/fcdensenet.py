@@ -127,6 +127,12 @@ class TransitionDown(nn.Sequential):
         )
 
 
+#: how the expansion network doubles the resolution: the seed's transposed convolution, or
+#: nearest-neighbour resize then a 3×3 convolution (no checkerboard: Odena et al. 2016,
+#: "Deconvolution and Checkerboard Artifacts", Distill)
+UPSAMPLING = ("transposed", "resize")
+
+
 class TransitionUp(nn.Sequential):
     """3×3 transposed conv, stride 2 (doubles the side exactly), with bias, then ReLU."""
 
@@ -135,6 +141,30 @@ class TransitionUp(nn.Sequential):
             nn.ConvTranspose2d(in_channels, out_channels, 3, stride=2, padding=1, output_padding=1, bias=True),
             nn.ReLU(inplace=True),
         )
+
+
+class ResizeUp(nn.Sequential):
+    """Nearest-neighbour ×2 resize, then a 3×3 conv with bias, then ReLU.
+
+    Every output pixel sees the same number of kernel taps, so unlike a 3×3 stride-2 transposed
+    convolution (whose taps overlap unevenly) it cannot paint a period-2 checkerboard.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__(
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=True),
+            nn.ReLU(inplace=True),
+        )
+
+
+def transition_up(in_channels: int, out_channels: int, upsampling: str = "transposed") -> nn.Sequential:
+    """The ×2 upsampling layer named by ``upsampling`` (one of :data:`UPSAMPLING`)."""
+    if upsampling == "transposed":
+        return TransitionUp(in_channels, out_channels)
+    if upsampling == "resize":
+        return ResizeUp(in_channels, out_channels)
+    raise ValueError(f"upsampling must be one of {', '.join(UPSAMPLING)}, got {upsampling!r}")
 
 
 class Encoder(nn.Module):
@@ -180,9 +210,10 @@ class DecoderStage(nn.Module):
     Returns ``(full, new)`` like :class:`DenseBlock`; ``new`` goes to the next stage.
     """
 
-    def __init__(self, in_channels: int, skip_channels: int, cfg: FCDenseNetConfig):
+    def __init__(self, in_channels: int, skip_channels: int, cfg: FCDenseNetConfig,
+                 upsampling: str = "transposed"):
         super().__init__()
-        self.up = TransitionUp(in_channels, cfg.up_filters)
+        self.up = transition_up(in_channels, cfg.up_filters, upsampling)
         self.block = DenseBlock(cfg.up_filters + skip_channels, cfg.growth_rate, cfg.layers_per_block)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

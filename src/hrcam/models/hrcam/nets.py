@@ -14,12 +14,34 @@ from __future__ import annotations
 import copy
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from hrcam.data.animals import NUM_ANIMAL_CLASSES
 from hrcam.models.base import CAMNetwork, MapOutputs
-from hrcam.models.hrcam.fcdensenet import DecoderStage, Encoder, FCDenseNetConfig, TransitionUp, he_init
+from hrcam.models.hrcam.fcdensenet import DecoderStage, Encoder, FCDenseNetConfig, he_init, transition_up
 from hrcam.models.registry import register_model
+
+
+#: how A_high is tied to A_low: ``none`` (the seed's: the decoder output is A_high) or
+#: ``bilinear`` (the decoder's cell means are replaced by A_low's, see :func:`anchor_to_low`)
+ANCHORS = ("none", "bilinear")
+
+
+def anchor_to_low(a_high: torch.Tensor, a_low: torch.Tensor) -> torch.Tensor:
+    """``B + up(A_low − avgpool_s(B))``: the decoder output ``B`` with its cell means moved onto A_low.
+
+    ``s`` is the side ratio, ``up`` a bilinear ×s resize. Every class map inherits it by
+    linearity, ``high[c] = W[c]·B + up(low[c] − avgpool_s(W[c]·B))``: the decoder only decides how
+    each low-res cell's evidence is spread inside the cell (and smoothly across cell borders),
+    while the cell averages stay those of the classifier's own low-res CAM (exactly so for a
+    nearest ``up``; bilinear keeps them within the interpolation's smoothing and adds no blocks).
+    """
+    s = a_high.shape[-1] // a_low.shape[-1]
+    if s == 1:
+        return a_high
+    gap = a_low - F.avg_pool2d(a_high, s)
+    return a_high + F.interpolate(gap, size=a_high.shape[-2:], mode="bilinear", align_corners=False)
 
 
 class HalfNet(CAMNetwork):
@@ -71,17 +93,21 @@ class FullNet(CAMNetwork):
 
     has_high_res = True
 
-    def __init__(self, num_classes: int = NUM_ANIMAL_CLASSES, in_channels: int = 3, **arch):
+    def __init__(self, num_classes: int = NUM_ANIMAL_CLASSES, in_channels: int = 3,
+                 upsampling: str = "transposed", anchor: str = "none", **arch):
         super().__init__()
+        if anchor not in ANCHORS:
+            raise ValueError(f"anchor must be one of {', '.join(ANCHORS)}, got {anchor!r}")
         self.localization = HalfNet(num_classes, in_channels, **arch)
+        self.upsampling, self.anchor = upsampling, anchor
         cfg = self.config
         skips = cfg.skip_channels()
         stages = []
         for skip in reversed(skips[:-1]):
-            stages.append(DecoderStage(cfg.block_new_channels, skip, cfg))
+            stages.append(DecoderStage(cfg.block_new_channels, skip, cfg, upsampling))
         self.expansion = nn.ModuleList(stages)
         last_in = cfg.up_filters + skips[0] + cfg.block_new_channels
-        self.final_up = TransitionUp(last_in, cfg.aux_channels)
+        self.final_up = transition_up(last_in, cfg.aux_channels, upsampling)
         self.reconstruction = nn.Conv2d(cfg.aux_channels, cfg.in_channels, 1, bias=False)
         he_init(self.expansion)
         he_init(self.final_up)
@@ -92,10 +118,17 @@ class FullNet(CAMNetwork):
     def config(self) -> FCDenseNetConfig:
         return self.localization.config
 
+    @property
+    def decoder_options(self) -> dict:
+        """The expansion network's options (``upsampling``, ``anchor``), as saved in weights files."""
+        return {"upsampling": self.upsampling, "anchor": self.anchor}
+
     @classmethod
-    def from_half(cls, half: HalfNet, freeze: bool = True) -> "FullNet":
+    def from_half(cls, half: HalfNet, freeze: bool = True, upsampling: str = "transposed",
+                  anchor: str = "none") -> "FullNet":
         """A full network whose shared layers are a copy of ``half`` (frozen by default)."""
-        net = cls(half.num_classes, half.config.in_channels, **_arch_kwargs(half.config))
+        net = cls(half.num_classes, half.config.in_channels, upsampling=upsampling, anchor=anchor,
+                  **_arch_kwargs(half.config))
         net.localization.load_state_dict(copy.deepcopy(half.state_dict()))
         if freeze:
             net.freeze_half()
@@ -124,6 +157,8 @@ class FullNet(CAMNetwork):
         if full is None:  # num_blocks == 1: stage 1 is the last stage
             raise ValueError("FullNet needs num_blocks >= 2")
         a_high = self.final_up(full)
+        if self.anchor == "bilinear":
+            a_high = anchor_to_low(a_high, a_low)
         return logits, a_low, a_high
 
     def forward_maps(self, x: torch.Tensor, high: bool = True) -> MapOutputs:
@@ -156,7 +191,10 @@ def _arch_kwargs(cfg: FCDenseNetConfig) -> dict:
 
 def _hrcam_fields(net: CAMNetwork) -> dict:
     cfg = net.config.as_dict()
-    return {"in_channels": cfg.pop("in_channels"), "arch": cfg}
+    fields = {"in_channels": cfg.pop("in_channels"), "arch": cfg}
+    if isinstance(net, FullNet):
+        fields["decoder"] = net.decoder_options
+    return fields
 
 
 @register_model("half", fields=_hrcam_fields, family="hrcam")
@@ -166,4 +204,6 @@ def _build_half(meta: dict) -> HalfNet:
 
 @register_model("full", fields=_hrcam_fields, family="hrcam")
 def _build_full(meta: dict) -> FullNet:
-    return FullNet(int(meta.get("num_classes", NUM_ANIMAL_CLASSES)), int(meta.get("in_channels", 3)), **(meta.get("arch") or {}))
+    # files written before the decoder options existed have no "decoder" entry: the seed's decoder
+    return FullNet(int(meta.get("num_classes", NUM_ANIMAL_CLASSES)), int(meta.get("in_channels", 3)),
+                   **(meta.get("decoder") or {}), **(meta.get("arch") or {}))
