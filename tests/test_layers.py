@@ -26,7 +26,7 @@ import hrcam
 SRC = Path(hrcam.__file__).resolve().parent
 
 LAYERS = {
-    "errors": 0, "weights": 0, "debug": 0, "jsonio": 0, "normalization": 0, "fileio": 0,
+    "errors": 0, "weights": 0, "debug": 0, "jsonio": 0, "normalization": 0, "fileio": 0, "quiet": 0,
     "models": 1, "postprocessing": 1, "metrics": 1, "data": 1,
     "explain": 2,
     "evaluation": 3, "train": 3, "api": 3, "viz": 3,

@@ -17,6 +17,7 @@ import sys
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 from hrcam.errors import UserError
+from hrcam.quiet import quiet_third_party, set_verbose
 
 COMMAND_MODULES = [
     # one line per command-group module; each adds its own line when it lands
@@ -49,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     from hrcam import __version__
 
     parser.add_argument("--version", action="version", version=f"hrcam {__version__}")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show every message of the libraries underneath (Lightning's tips and banners, "
+                             "deprecation warnings) that hrcam hides by default (see hrcam/quiet.py)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:
@@ -59,8 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.verbose:
+        set_verbose(True)
     try:
-        return int(args.func(args) or 0)
+        with quiet_third_party():
+            return int(args.func(args) or 0)
     except UserError as err:
         print(f"hrcam: error: {err}", file=sys.stderr)
         return 2

@@ -88,7 +88,9 @@ def run_run(args) -> int:
     except ValueError as err:
         raise UserError(str(err)) from None
     acc = metrics["classification"]["accuracy"]
-    print(f"test accuracy {acc:.3f}; report: {args.out}/report.md")
+    weights = ", ".join(f"{args.out}/{d}/" for d in ("half", *(f"full_{o}" for o in cfg.objectives)))
+    print(f"test accuracy {acc:.3f}; report: {args.out}/report.md; weights: {weights}; "
+          f"TensorBoard logs: {args.out}/logs/")
     return 0
 
 

@@ -112,7 +112,7 @@ def run_train_decoder(args) -> int:
               progress=not args.no_progress, seed=args.seed, max_steps=args.max_steps,
               **distributed_kwargs(args))
     if out["trainer"].is_global_zero:
-        print(json.dumps({"best": str(out["best"]), "last": str(out["last"])}))
+        print(json.dumps({"best": str(out["best"]), "last": str(out["last"]), "logs": str(out["logs"])}))
     return 0
 
 

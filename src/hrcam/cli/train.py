@@ -101,7 +101,7 @@ def _settings(args):
 
 def _finish(out: dict) -> int:
     if out["trainer"].is_global_zero:
-        print(json.dumps({"best": str(out["best"]), "last": str(out["last"])}))
+        print(json.dumps({"best": str(out["best"]), "last": str(out["last"]), "logs": str(out["logs"])}))
     return 0
 
 

@@ -190,7 +190,7 @@ def _fit(module, dm, run: RunSettings, monitor: str, mode: str, method: str) -> 
               **run.distributed)
     if not out["trainer"].is_global_zero:
         return None
-    report = {"best": str(out["best"]), "last": str(out["last"])}
+    report = {"best": str(out["best"]), "last": str(out["last"]), "logs": str(out["logs"])}
     if run.num_maps > 0:
         report["maps"] = str(_save_maps(out["best"], dm, method, run.num_maps))
     return report

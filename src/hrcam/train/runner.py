@@ -9,7 +9,6 @@
 """
 from __future__ import annotations
 
-import warnings
 from pathlib import Path, PurePosixPath
 
 import lightning.pytorch as L
@@ -18,6 +17,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from hrcam.errors import UserError
+from hrcam.quiet import quiet_third_party
 from hrcam.weights import save_weights
 
 __all__ = ["fit", "check_results_name", "run_paths"]
@@ -55,7 +55,7 @@ def fit(module: L.LightningModule, datamodule: L.LightningDataModule, results_na
     """Train ``module`` (which implements ``export_state()``) and export best/last weights.
 
     When there is no validation data, ``monitor`` falls back to ``train_loss`` (mode ``min``).
-    Returns ``{"best": Path, "last": Path, "trainer": Trainer}``.
+    Returns ``{"best": Path, "last": Path, "logs": Path (TensorBoard), "trainer": Trainer}``.
     """
     if epochs < 1:
         raise UserError(f"epochs must be >= 1, got {epochs}")
@@ -75,13 +75,7 @@ def fit(module: L.LightningModule, datamodule: L.LightningDataModule, results_na
                                  save_top_k=1, save_last=True, enable_version_counter=False)
     logger = TensorBoardLogger(save_dir=str(Path(logs_root)), name=check_results_name(results_name),
                                version="", default_hp_metric=False)
-    with warnings.catch_warnings():
-        # Lightning's advice on dataloader workers and small logging intervals is noise here.
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        warnings.filterwarnings("ignore", message=".*log_every_n_steps.*")
-        warnings.filterwarnings("ignore", message=".*Checkpoint directory.*exists and is not empty.*")
-        # FullModule keeps its frozen classifier in eval mode on purpose
-        warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
+    with quiet_third_party():  # Lightning's tips and advice that does not apply (hrcam.quiet)
         trainer = L.Trainer(
             max_epochs=epochs, max_steps=max_steps, accelerator=accelerator, devices=devices,
             num_nodes=num_nodes, strategy=strategy, logger=logger,
@@ -104,4 +98,4 @@ def fit(module: L.LightningModule, datamodule: L.LightningDataModule, results_na
         else:
             save_weights(best, state, metadata)
     trainer.strategy.barrier()
-    return {"best": best, "last": last, "trainer": trainer}
+    return {"best": best, "last": last, "logs": logs_dir, "trainer": trainer}

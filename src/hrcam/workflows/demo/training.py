@@ -1,22 +1,10 @@
 """The demo's HR-CAM training: HalfModel then FullModel per objective, quietly, on the CPU."""
 from __future__ import annotations
 
-import contextlib
-import warnings
 from pathlib import Path
 
 from hrcam.train.recipes import FolderData, RunSettings, train_full, train_half
 from hrcam.workflows.demo.config import DemoConfig
-
-
-@contextlib.contextmanager
-def _quiet():
-    """Without Lightning's notices that do not apply here (no validation loader on purpose; a
-    deprecation inside Lightning)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*Total length of .* across ranks is zero.*")
-        warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-        yield
 
 
 def _data(cfg: DemoConfig, data_dir: Path, batch_factor: int = 1, seed_offset: int = 0) -> FolderData:
@@ -33,22 +21,20 @@ def _run(cfg: DemoConfig, out: Path, name: str, epochs: int, progress: bool) -> 
 
 def _train_half(cfg: DemoConfig, data_dir: Path, out: Path, progress: bool) -> Path:
     """The HalfModel (:func:`hrcam.train.recipes.train_half`), then ``half_settle_epochs`` at a larger batch."""
-    with _quiet():
-        res = train_half(_data(cfg, data_dir), _run(cfg, out, "half", cfg.half_epochs, progress), arch=dict(cfg.arch),
-                         init_seed=cfg.seed, monitor="train_loss", mode="min")
-        if cfg.half_settle_epochs <= 0:
-            return Path(res["last"])
-        res = train_half(_data(cfg, data_dir, cfg.settle_batch_factor, 1),
-                         _run(cfg, out, "half/settled", cfg.half_settle_epochs, progress), arch=dict(cfg.arch),
-                         half_weights=res["last"], monitor="train_loss", mode="min")
+    res = train_half(_data(cfg, data_dir), _run(cfg, out, "half", cfg.half_epochs, progress), arch=dict(cfg.arch),
+                     init_seed=cfg.seed, monitor="train_loss", mode="min")
+    if cfg.half_settle_epochs <= 0:
+        return Path(res["last"])
+    res = train_half(_data(cfg, data_dir, cfg.settle_batch_factor, 1),
+                     _run(cfg, out, "half/settled", cfg.half_settle_epochs, progress), arch=dict(cfg.arch),
+                     half_weights=res["last"], monitor="train_loss", mode="min")
     return Path(res["last"])
 
 
 def _train_full(cfg: DemoConfig, data_dir: Path, out: Path, half_weights: Path, objective: str,
                 progress: bool) -> Path:
     """The FullModel for one decoder ``objective`` (:func:`hrcam.train.recipes.train_full`)."""
-    with _quiet():
-        res = train_full(_data(cfg, data_dir), _run(cfg, out, f"full_{objective}", cfg.full_epochs, progress),
-                         half_weights, arch=dict(cfg.arch), objective=objective,
-                         consistency_weight=cfg.consistency_weight, init_seed=cfg.seed)
+    res = train_full(_data(cfg, data_dir), _run(cfg, out, f"full_{objective}", cfg.full_epochs, progress),
+                     half_weights, arch=dict(cfg.arch), objective=objective,
+                     consistency_weight=cfg.consistency_weight, init_seed=cfg.seed)
     return Path(res["last"])
