@@ -18,8 +18,6 @@ from __future__ import annotations
 import base64
 import io
 import math
-import os
-import tempfile
 from html import escape
 from pathlib import Path
 
@@ -158,21 +156,10 @@ def write_html_report(path, *, title: str, tables, gallery: dict | None = None, 
     ``gallery``: ``{"columns": [method names], "rows": [{"label", "pred", "correct", "images":
     [one RGB picture per column], "scores": {name: float}}]}``, with a wrong-predictions filter.
     ``notes``: paragraphs under the title. All text is HTML-escaped. The page is rendered in
-    full before anything is written, then replaces ``path`` in one ``os.replace``: a failure
-    leaves an existing report untouched.
+    full before anything is written, then replaces ``path`` atomically (:func:`hrcam.fileio.write_text`):
+    a failure leaves an existing report untouched.
     """
-    path = Path(path)
+    from hrcam.fileio import write_text
+
     text = render_html_report(title=title, tables=tables, gallery=gallery, notes=notes)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would make the report private to its writer
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text(path, text)
