@@ -76,6 +76,14 @@ def test_closed_form_row_with_exclusions(fixed_method):
     assert row["mask_iou"] == pytest.approx(0.5)
     assert row["box_acc_cam"] == pytest.approx(0.5) and row["le_cam"] == pytest.approx(0.5)
     assert row["energy_pointing_game"] == pytest.approx(0.5)
+    # set-level: 128 pooled pixels, 32 in masks; score 1 holds 16 of them and 48 others, score 0
+    # the rest → AP = 0.25 · 0.5 + 0.25 · 0.5; best IoU at t = 0.01 (1 and 0); MaxBoxAccV2: the
+    # complement's one L-shaped component has the whole image as box (IoU 0.25): 0.5 at every δ
+    assert row["pxap"] == pytest.approx(0.25, abs=1e-9)
+    assert row["best_iou"] == pytest.approx(0.5)
+    assert row["max_box_acc_v2"] == pytest.approx(0.5)
+    cols = columns(rows)
+    assert cols.index("pxap") < cols.index("best_iou") < cols.index("max_box_acc_v2") < cols.index("pointing_game")
     assert row["ms_per_image"] > 0
 
 

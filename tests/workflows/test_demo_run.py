@@ -74,14 +74,17 @@ def test_evaluate_localization_cli(micro, capsys):
                "--out", str(out), "--no_progress"])
     assert rc == 0
     rec = json.loads((out / "localization.json").read_text())
-    assert rec["count"] == 4 and set(rec["maps"]) == {"low", "high", "refined", "center"}
-    assert "high-res CAM" in (out / "localization.md").read_text()
+    assert rec["count"] == 4 and set(rec["maps"]) == {"low", "high", "refined", "center", "colour"}
+    md = (out / "localization.md").read_text()
+    assert "high-res CAM" in md and "colour distance (no model)" in md
+    assert md.index("PxAP") < md.index("MaxBoxAccV2") < md.index("pointing game")  # set-level first
+    assert 0.0 <= rec["maps"]["high"]["pxap"] <= 1.0 and "best_iou_threshold" in rec["maps"]["high"]
     # a half model has only low-res maps
     rc = main(["evaluate", "localization", "--data_dir", str(root / "data"), "--weights",
                str(root / "out/half/last_weights.safetensors"), "--out", str(out / "half"),
                "--no_progress"])
     assert rc == 0
-    assert set(json.loads((out / "half/localization.json").read_text())["maps"]) == {"low", "center"}
+    assert set(json.loads((out / "half/localization.json").read_text())["maps"]) == {"low", "center", "colour"}
     # user errors: one line, exit code 2
     assert main(["evaluate", "localization", "--data_dir", str(root / "missing"), "--weights",
                  str(root / "out/half/last_weights.safetensors")]) == 2

@@ -2,8 +2,9 @@
 
     hrcam evaluate localization --data_dir D --weights W [--type full|half] [--limit N] [--out DIR]
 
-Scores the low-res CAM, the high-res CAM and the refined map (post-processing pipeline) — plus a
-centre-prior reference — against ground-truth masks/boxes (``D/annotations.json`` as written by
+Scores the low-res CAM, the high-res CAM and the refined map (post-processing pipeline) — plus
+two references without a model, a centre prior and the colour distance from the image's median
+colour — against ground-truth masks/boxes (``D/annotations.json`` as written by
 ``hrcam data demo``, or PASCAL VOC / ImageNet XML files) and writes ``localization.json`` and
 ``localization.md`` to ``--out`` (default: the weights' folder).
 """
@@ -20,8 +21,12 @@ ground truth: DATA_DIR/annotations.json (demo format: {"test/3/00012.png": {"lab
 PASCAL VOC / ImageNet XML file per image (<name>.xml next to the image, in --annotations, or
 in DATA_DIR/annotations/). Images are resized to the model's input size; boxes and masks follow.
 
-metrics: pointing game (tolerance 0 and 15 px at 224, scaled), energy pointing game, box
-accuracy (CAM rule IoU >= 0.5, CASM rule IoU > 0.5), LE/OM, mask IoU (normalized map >= 0.5).
+metrics, set-level first (Choe et al., CVPR 2020; one number for the whole set): PxAP (pixel
+average precision over all pixels of all images), best-threshold IoU (mean mask IoU at the one
+threshold of 0, 0.01, ..., 0.99 best for the set), MaxBoxAccV2 (boxes of every connected
+component, best threshold per IoU 0.3/0.5/0.7, averaged); then per-image means: pointing game
+(tolerance 0 and 15 px at 224, scaled), energy pointing game, box accuracy (CAM rule
+IoU >= 0.5, CASM rule IoU > 0.5), LE/OM, mask IoU (normalized map >= 0.5).
 
 example:
   hrcam evaluate localization --data_dir data/demo --weights results/demo/full_reconstruction
@@ -37,9 +42,10 @@ def register(evaluate_subparsers) -> None:
     p = evaluate_subparsers.add_parser(
         "localization",
         help="localization metrics of low-res, high-res and refined maps against masks/boxes",
-        description=("Localization table (pointing game, energy pointing game, box accuracy with "
-                     "the CAM and CASM rules, LE/OM, mask IoU) for the low-res CAM, the high-res "
-                     "CAM and the refined map of a trained HR-CAM model."),
+        description=("Localization table (PxAP, best-threshold IoU, MaxBoxAccV2, then pointing game, "
+                     "energy pointing game, box accuracy with the CAM and CASM rules, LE/OM, mask "
+                     "IoU) for the low-res CAM, the high-res CAM and the refined map of a trained "
+                     "HR-CAM model, with a centre-prior and a colour-distance reference."),
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -66,7 +72,7 @@ def run_localization(args) -> int:
     from hrcam.data.annotations import load_ground_truth
     from hrcam.evaluation.localization import MAP_LABELS, evaluate_localization
     from hrcam.jsonio import json_safe
-    from hrcam.metrics.columns import SUMMARY_LOCALIZATION, label_pairs
+    from hrcam.metrics.columns import SET_LOCALIZATION, SUMMARY_LOCALIZATION, label_pairs
     from hrcam.viz.report import table_from_records, write_report
 
     data_dir = Path(args.data_dir)
@@ -92,7 +98,8 @@ def run_localization(args) -> int:
     table = table_from_records(
         f"Localization ({res.image_size}×{res.image_size} px, {len(res.paths)} images, "
         f"top-1 accuracy {res.accuracy:.3f})",
-        {MAP_LABELS[k]: v for k, v in res.summary.items()}, label_pairs(SUMMARY_LOCALIZATION), "map")
+        {MAP_LABELS[k]: v for k, v in res.summary.items()},
+        label_pairs(SET_LOCALIZATION + SUMMARY_LOCALIZATION), "map")
     write_report(out / "localization.md", f"Localization: {weights}", [table])
     from hrcam.viz.report import markdown_table
 

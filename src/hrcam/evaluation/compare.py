@@ -3,7 +3,8 @@
 :func:`compare_methods` runs every method batch by batch, times the explainer call alone (maps
 only, no metric work), and scores the maps with every faithfulness metric
 (:mod:`hrcam.metrics.faithfulness`) and, where ground truth is given, every localization metric
-(:mod:`hrcam.metrics.localization`). One row per method; :func:`write_table` writes it as
+(:mod:`hrcam.metrics.localization`): the set-level PxAP, best-threshold IoU and MaxBoxAccV2
+first, then the per-image means. One row per method; :func:`write_table` writes it as
 Markdown, JSON and CSV.
 
 Maps that are constant, all zero or non-finite are counted per reason (``excluded_*``) and left
@@ -168,6 +169,7 @@ def _compare_one(model, name, ctx, x, labels, gt, batch_size, progress, steps, t
     reasons_all: list = []
     faith_mean = _Mean()
     loc_parts: dict[str, list] = {}
+    set_level = loc.SetLocalizationAccumulator()  # PxAP, best-threshold IoU, MaxBoxAccV2 pool the set
     batches = range(0, n, batch_size)
     if progress:
         from tqdm.auto import tqdm
@@ -201,12 +203,15 @@ def _compare_one(model, name, ctx, x, labels, gt, batch_size, progress, steps, t
                                                    correct=correct, image_size=int(max(x.shape[-2:])))
                     for key, values in per.items():
                         loc_parts.setdefault(key, []).append(np.asarray(values, dtype=np.float64))
+                    if masks is not None or boxes is not None:
+                        set_level.update(exp.maps[valid].cpu().numpy(), masks, boxes, size=tuple(x.shape[-2:]))
     counts = faith.count_excluded(reasons_all)
     row: dict = {"method": name, "images": n, "scored": n - sum(counts.values())}
     row.update({f"excluded_{r}": c for r, c in counts.items()})
     row["ms_per_image"] = 1000.0 * seconds / n
     if gt is not None:
         summary = loc.summarize({k: np.concatenate(v) for k, v in loc_parts.items()}) if loc_parts else {}
+        summary.update(set_level.result())
         for key in LOCALIZATION_KEYS:
             if not (key.startswith("om_") and labels is None):
                 row[key] = summary.get(key, float("nan"))

@@ -7,8 +7,15 @@ and (full models) its high-res CAM; the post-processing pipeline turns them into
 the model input size (boxes and masks go through the same resize as the image).
 
 Map kinds: ``low`` (low-res CAM, bilinearly upsampled by the metrics), ``high`` (high-res CAM)
-and ``refined``; plus the reference ``center`` — a fixed centred Gaussian (σ = S/4) that looks at
-no image — so the numbers can be read against what "always point at the middle" scores.
+and ``refined``; plus two references that use no model: ``center`` — a fixed centred Gaussian
+(σ = S/4) that looks at no image — so the numbers can be read against what "always point at the
+middle" scores, and ``colour`` — each pixel's RGB distance from the image's median colour
+(:func:`colour_distance_map`), which finds a uniformly coloured object on a textured background
+without any class evidence.
+
+Each kind gets the set-level, threshold-free metrics (PxAP, best-threshold IoU, MaxBoxAccV2;
+:class:`~hrcam.metrics.localization.SetLocalizationAccumulator`, streamed over the batches) and
+the means of the per-image ones.
 """
 from __future__ import annotations
 
@@ -18,17 +25,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hrcam.metrics.localization import localization_metrics, summarize
+from hrcam.metrics.localization import SetLocalizationAccumulator, localization_metrics, summarize
 
-__all__ = ["MAP_KINDS", "MAP_LABELS", "LocalizationResult", "center_prior", "evaluate_localization",
-           "select_indices"]
+__all__ = ["MAP_KINDS", "MAP_LABELS", "REFERENCE_KINDS", "LocalizationResult", "center_prior",
+           "colour_distance_map", "evaluate_localization", "select_indices"]
 
-MAP_KINDS = ("low", "high", "refined", "center")
+MAP_KINDS = ("low", "high", "refined", "center", "colour")
+#: kinds that use no model (references to read the others against)
+REFERENCE_KINDS = ("center", "colour")
 MAP_LABELS = {
     "low": "low-res CAM",
     "high": "high-res CAM",
     "refined": "refined (pipeline)",
     "center": "centre prior (reference)",
+    "colour": "colour distance (no model)",
 }
 
 
@@ -65,6 +75,28 @@ def center_prior(size: int, sigma_fraction: float = 0.25) -> np.ndarray:
     return np.exp(-((yy - c) ** 2 + (xx - c) ** 2) / (2.0 * (sigma_fraction * size) ** 2))
 
 
+def colour_distance_map(images) -> np.ndarray:
+    """Per-pixel Euclidean RGB distance from the image's median colour, ``N×H×W`` (no model).
+
+    ``images``: ``N×C×H×W`` (torch or NumPy, channels first as the models take them). The
+    median colour is the per-channel median over the image's pixels:
+    ``d(p) = ‖x(p) − median_q x(q)‖₂``. On the demo digits (one uniform colour on a texture) this
+    alone localizes the digit; a map has to beat it through class evidence.
+
+    Example:
+        >>> x = np.zeros((1, 3, 4, 4)); x[0, :, 1, 1] = [0.3, 0.4, 0.0]
+        >>> float(colour_distance_map(x)[0, 1, 1])
+        0.5
+    """
+    if isinstance(images, torch.Tensor):
+        images = images.detach().cpu().double().numpy()
+    x = np.asarray(images, dtype=np.float64)
+    if x.ndim != 4:
+        raise ValueError(f"images must be N×C×H×W, got shape {x.shape}")
+    median = np.median(x.reshape(x.shape[0], x.shape[1], -1), axis=2)
+    return np.sqrt(((x - median[:, :, None, None]) ** 2).sum(axis=1))
+
+
 def select_indices(total: int, limit: int | None) -> np.ndarray:
     """``limit`` indices spread evenly over ``0..total-1`` (all when ``limit`` is None or larger)."""
     if limit is None or limit >= total:
@@ -81,7 +113,7 @@ def evaluate_localization(model, data_dir, split: str = "test", limit: int | Non
     """Score the low-res, high-res (full models) and refined maps of ``model`` on ``data_dir``.
 
     ``model`` is a :class:`hrcam.api.seed.HalfModel` or :class:`hrcam.api.seed.FullModel` (a HalfModel
-    gives only ``low`` and ``center``). Only images with ground truth count (see
+    gives only ``low`` and the references ``center`` and ``colour``). Only images with ground truth count (see
     :func:`hrcam.data.annotations.load_ground_truth`); ``limit`` keeps that many, spread over the
     split. Maps are for the predicted class.
     """
@@ -104,11 +136,12 @@ def evaluate_localization(model, data_dir, split: str = "test", limit: int | Non
         raise ValueError(f"none of the images in {data_dir / split} has ground truth")
     chosen = [annotated[i] for i in select_indices(len(annotated), limit)]
     has_high = bool(getattr(model.net, "has_high_res", False))
-    kinds = ["low", "high", "refined", "center"] if has_high else ["low", "center"]
+    kinds = ["low", "high", "refined", "center", "colour"] if has_high else ["low", "center", "colour"]
     params = dict(pipeline_params or {})
     prior = center_prior(size)
 
     per_image: dict[str, dict[str, list]] = {k: {} for k in kinds}
+    set_level = {k: SetLocalizationAccumulator() for k in kinds}
     labels, preds, paths, logits = [], [], [], []
     examples: dict[str, list] = {"image": [], "mask": [], "boxes": [], "label": [], "pred": [],
                                  **{k: [] for k in kinds}}
@@ -122,7 +155,8 @@ def evaluate_localization(model, data_dir, split: str = "test", limit: int | Non
         y = [dataset.samples[i][1] for i in idx]
         res = compute_cams(model.net, x, high=has_high)
         pred = res.classes.cpu().numpy()
-        maps = {"low": res.low.cpu().numpy(), "center": np.broadcast_to(prior, (len(idx), size, size))}
+        maps = {"low": res.low.cpu().numpy(), "center": np.broadcast_to(prior, (len(idx), size, size)),
+                "colour": colour_distance_map(x)}
         if has_high:
             maps["high"] = res.high.cpu().numpy()
             from hrcam.postprocessing.refine import refined_maps
@@ -140,6 +174,7 @@ def evaluate_localization(model, data_dir, split: str = "test", limit: int | Non
                                           image_size=size)
             for key, values in scores.items():
                 per_image[kind].setdefault(key, []).append(values)
+            set_level[kind].update(maps[kind], masks, boxes, size=(size, size))
         labels += y
         preds += pred.tolist()
         logits.append(res.logits.cpu().numpy())
@@ -164,7 +199,7 @@ def evaluate_localization(model, data_dir, split: str = "test", limit: int | Non
         predictions=np.asarray(preds),
         logits=np.concatenate(logits),
         per_image=merged,
-        summary={k: summarize(v) for k, v in merged.items()},
+        summary={k: {**set_level[k].result(), **summarize(v)} for k, v in merged.items()},
         image_size=size,
         examples=examples,
     )

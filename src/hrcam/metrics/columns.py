@@ -5,7 +5,7 @@ A new metric is one function (in :mod:`.localization` or :mod:`.faithfulness`) p
 read their columns from this list.
 
     from hrcam.metrics.columns import column_keys, label_pairs, SUMMARY_LOCALIZATION
-    column_keys("localization")            # ('pointing_game', ..., 'mask_iou')
+    column_keys("localization")            # ('pxap', 'best_iou', 'max_box_acc_v2', 'pointing_game', ...)
     label_pairs(SUMMARY_LOCALIZATION)      # [('pointing_game', 'pointing game'), ...]
 """
 from __future__ import annotations
@@ -14,18 +14,26 @@ from dataclasses import dataclass
 
 from hrcam.metrics.faithfulness import AD_IC_LEVELS
 
-__all__ = ["Column", "COLUMNS", "COLUMN_NOTES", "SUMMARY_LOCALIZATION", "column_keys", "label_pairs"]
+__all__ = ["Column", "COLUMNS", "COLUMN_NOTES", "SET_LOCALIZATION", "SUMMARY_LOCALIZATION", "column_keys",
+           "label_pairs"]
 
 @dataclass(frozen=True)
 class Column:
-    """One metric column: ``key`` in result rows, ``label`` in tables, ``group`` it belongs to."""
+    """One metric column: ``key`` in result rows, ``label`` in tables, ``group`` it belongs to;
+    ``level`` says whether it is a mean of per-image values (``"image"``) or one number for the
+    whole set (``"set"``: PxAP, best-threshold IoU, MaxBoxAccV2)."""
 
     key: str
     label: str
     group: str
+    level: str = "image"
 
 
 COLUMNS: tuple[Column, ...] = (
+    # threshold-free, set-level (Choe et al., CVPR 2020): they lead the localization tables
+    Column("pxap", "PxAP", "localization", "set"),
+    Column("best_iou", "best-threshold IoU", "localization", "set"),
+    Column("max_box_acc_v2", "MaxBoxAccV2", "localization", "set"),
     Column("pointing_game", "pointing game", "localization"),
     Column("pointing_game_tol", "pointing game (±tol)", "localization"),
     Column("energy_pointing_game", "energy PG", "localization"),
@@ -49,10 +57,13 @@ COLUMN_NOTES = {
     "AD@q / IC@q": "Average Drop (%, lower is better) / Increase in Confidence (%, higher) with the lowest q of the map zeroed",
     "masked_in/out, inpainted": "top-1/top-5 accuracy (fraction) and mean entropy (nats) of b·x, (1−b)·x, Telea-inpainted x; b = norm(map) ≥ 0.5",
     "deletion_auc / insertion_auc": "AUC of p(class) as the top-ranked pixels are zeroed / inserted (20 steps; lower / higher is better)",
+    "PxAP / best-threshold IoU / MaxBoxAccV2": "set-level, threshold-free (Choe et al., CVPR 2020): pixel average precision pooled over all images; mean mask IoU at the one threshold (0, 0.01, …, 0.99) best for the set; box accuracy from every component, best threshold per IoU 0.3/0.5/0.7, averaged",
     "localization": "pointing game (0 px and 15 px@224), energy pointing game, box accuracy and LE/OM (CAM and CASM box rules), mask IoU",
 }
 
-#: the localization columns of the demo report and ``hrcam evaluate localization``
+#: the set-level localization columns (they lead ``hrcam evaluate localization``'s table)
+SET_LOCALIZATION = tuple(c.key for c in COLUMNS if c.level == "set")
+#: the per-image localization columns of the demo report and ``hrcam evaluate localization``
 SUMMARY_LOCALIZATION = ("pointing_game", "pointing_game_tol", "energy_pointing_game", "box_acc_cam", "box_acc_casm",
                         "mask_iou", "om_cam")
 
