@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 BN_EPS = 1.1e-5
@@ -97,7 +98,18 @@ class DenseBlock(nn.Module):
     """``layers`` × (BN, ReLU, 3×3 conv → growth); each output is concatenated onto the input.
 
     Returns ``(full, new)``: the block input with all new maps appended, and the new maps alone.
+
+    With :attr:`memory_efficient` (the default) the block allocates its output ``full`` once and
+    each layer reads the channels written so far and writes its ``growth`` new maps into it,
+    instead of ``torch.cat``-ing the growing input at every layer (Pleiss et al. 2017). For
+    training, each layer's BN → ReLU output is not kept for the backward pass but recomputed from
+    the shared buffer there (an elementwise pass), so the activations a block keeps are its output
+    alone instead of two copies of every layer's input. The math is the same: outputs and
+    gradients equal the concatenating version's to float rounding.
     """
+
+    #: shared output buffer instead of one concatenation per layer (see :func:`set_memory_efficient`)
+    memory_efficient: bool = True
 
     def __init__(self, in_channels: int, growth_rate: int, layers: int):
         super().__init__()
@@ -107,12 +119,143 @@ class DenseBlock(nn.Module):
         self.out_channels = in_channels + layers * growth_rate
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.memory_efficient or _has_hooks(self.layers):
+            return self._forward_cat(x)  # hooks on the layers must see their modules called
+        c0 = x.shape[1]
+        fmt = torch.channels_last if _is_channels_last(x) else torch.contiguous_format
+        buf = torch.empty((x.shape[0], self.out_channels, *x.shape[2:]), dtype=x.dtype, device=x.device,
+                          memory_format=fmt)
+        tracked = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters()))
+        with torch.no_grad():
+            buf[:, :c0].copy_(x)
+        if not tracked:
+            with torch.no_grad():
+                for layer in self.layers:
+                    k = layer[0].num_features
+                    buf[:, k:k + layer[2].out_channels].copy_(layer(buf[:, :k]))
+            return buf, buf[:, c0:]
+        shared = _Shared(buf.detach())
+        chunks = [x]
+        for layer in self.layers:
+            bn, conv = layer[0], layer[2]
+            k = bn.num_features
+            y = _SharedLayer.apply(shared, bn, conv, conv.weight, bn.weight, bn.bias, *chunks)
+            with torch.no_grad():
+                buf[:, k:k + y.shape[1]].copy_(y)
+            chunks.append(y)
+        shared.version = buf._version
+        full = _Assemble.apply(buf, *chunks)
+        return full, full[:, c0:]
+
+    def _forward_cat(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The concatenating forward pass (``memory_efficient=False``)."""
         new = []
         for layer in self.layers:
             y = layer(x)
             new.append(y)
             x = torch.cat([x, y], dim=1)
         return x, torch.cat(new, dim=1)
+
+
+def set_memory_efficient(module: nn.Module, enabled: bool = True) -> nn.Module:
+    """Switch every :class:`DenseBlock` in ``module`` to the shared buffer (``True``) or to one
+    ``torch.cat`` per layer (``False``); same weights, same math. Returns ``module``."""
+    for m in module.modules():
+        if isinstance(m, DenseBlock):
+            m.memory_efficient = bool(enabled)
+    return module
+
+
+def _has_hooks(module: nn.Module) -> bool:
+    return any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks
+               for m in module.modules())
+
+
+def _is_channels_last(x: torch.Tensor) -> bool:
+    return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
+class _Shared:
+    """A dense block's output buffer as its layers see it (detached: no reference cycle through
+    autograd), and the buffer's version once the block has written it."""
+
+    def __init__(self, buf: torch.Tensor):
+        self.buf = buf
+        self.version = None
+
+    def prefix(self, k: int) -> torch.Tensor:
+        if self.buf._version != self.version:
+            raise RuntimeError("a dense block's output was modified in place before the backward pass; "
+                               "clone it first, or set_memory_efficient(net, False)")
+        return self.buf[:, :k]
+
+
+class _SharedLayer(torch.autograd.Function):
+    """BN → ReLU → 3×3 conv of the first ``bn.num_features`` channels of the shared buffer.
+
+    The tensors after ``bn.bias`` are the pieces of the buffer (block input, earlier layers'
+    maps): passed only so that autograd routes the input gradient back to them."""
+
+    @staticmethod
+    def forward(ctx, shared, bn, conv, conv_weight, bn_weight, bn_bias, *chunks):
+        k = bn.num_features
+        prefix = shared.buf[:, :k]
+        training = bn.training or bn.running_mean is None
+        momentum = 0.0 if bn.momentum is None else bn.momentum
+        if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None:
+            bn.num_batches_tracked.add_(1)
+            if bn.momentum is None:
+                momentum = 1.0 / float(bn.num_batches_tracked)
+        xn, mean, invstd = torch.native_batch_norm(prefix, bn_weight, bn_bias, bn.running_mean, bn.running_var,
+                                                   training, momentum, bn.eps)
+        y = F.conv2d(xn.relu_(), conv_weight, None, conv.stride, conv.padding, conv.dilation, conv.groups)
+        ctx.shared, ctx.k, ctx.training, ctx.eps, ctx.conv, ctx.conv_dtype = shared, k, training, bn.eps, conv, y.dtype
+        ctx.n_chunks = [c.shape[1] for c in chunks]
+        ctx.save_for_backward(conv_weight, bn_weight, bn_bias, mean, invstd, bn.running_mean, bn.running_var)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        conv_weight, bn_weight, bn_bias, mean, invstd, running_mean, running_var = ctx.saved_tensors
+        prefix = ctx.shared.prefix(ctx.k)
+        shape = (1, -1, 1, 1)
+        if ctx.training:
+            m, s = mean, invstd
+        else:
+            m, s = running_mean, torch.rsqrt(running_var + ctx.eps)
+        scale = (s * bn_weight).to(prefix.dtype)
+        shift = (bn_bias - m * s * bn_weight).to(prefix.dtype)
+        r = torch.addcmul(shift.view(shape), prefix, scale.view(shape)).relu_()  # the forward's ReLU output
+        conv = ctx.conv
+        grad_r, grad_w, _ = torch.ops.aten.convolution_backward(
+            grad_y, r.to(ctx.conv_dtype), conv_weight.to(ctx.conv_dtype), None, list(conv.stride),
+            list(conv.padding), list(conv.dilation), False, [0, 0], conv.groups, [True, True, False])
+        grad_xn = grad_r.to(prefix.dtype).mul_(r > 0)
+        grad_in, grad_bw, grad_bb = torch.ops.aten.native_batch_norm_backward(
+            grad_xn, prefix, bn_weight, running_mean, running_var, mean, invstd, ctx.training, ctx.eps,
+            [True, True, True])
+        grads, start = [], 0
+        for c in ctx.n_chunks:
+            grads.append(grad_in[:, start:start + c])
+            start += c
+        return (None, None, None, grad_w.to(conv_weight.dtype), grad_bw, grad_bb, *grads)
+
+
+class _Assemble(torch.autograd.Function):
+    """The shared buffer as the block's output: its gradient goes back to the pieces written into it."""
+
+    @staticmethod
+    def forward(ctx, buf, *chunks):
+        ctx.n_chunks = [c.shape[1] for c in chunks]
+        return buf
+
+    @staticmethod
+    def backward(ctx, grad):
+        grads, start = [], 0
+        for c in ctx.n_chunks:
+            grads.append(grad[:, start:start + c])
+            start += c
+        return (None, *grads)
 
 
 class TransitionDown(nn.Sequential):

@@ -1,0 +1,148 @@
+"""Training throughput and peak memory of the HR-CAM models, eager against each optimization.
+
+    python benchmarks/bench_train.py [--device cpu|cuda] [--threads 2] [--batch 16] [--sizes 64,224]
+                                     [--kinds half,full] [--variants eager,channels-last,...] [--steps N]
+                                     [--quick]
+
+One training step is what ``hrcam train half|full`` runs: the seed's architecture, 398 classes,
+forward, loss (cross-entropy, or the reconstruction MSE on the frozen classifier) + L2 1e-4,
+backward, Adadelta step; img/s = batch / median step time after one warm-up step.
+
+Variants (each runs in a fresh subprocess, so peak memory is that variant's own):
+
+    eager          the code as it was: NCHW tensors, dense blocks that ``torch.cat`` their input
+    channels-last  + model and batch in channels-last memory format
+    mem-efficient  + dense blocks writing into one shared feature buffer (NCHW)
+    default        channels-last + shared buffer: what ``hrcam train`` does now
+    bf16-mixed     default, under ``torch.autocast`` bf16 (Lightning's ``--precision bf16-mixed``)
+    compile        default, through ``torch.compile`` (``--compile``); compile time not counted
+
+Peak memory is the process's peak RSS on CPU (``ru_maxrss``; includes PyTorch itself, ~0.4 GB)
+and ``torch.cuda.max_memory_allocated`` on CUDA. Ratios are against ``eager`` of the same run.
+"""
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+VARIANTS = ("eager", "channels-last", "mem-efficient", "default", "bf16-mixed", "compile")
+
+
+def _worker(kind: str, size: int, variant: str, args) -> dict:
+    import torch
+    import torch.nn.functional as F
+
+    from hrcam.models.hrcam import fcdensenet
+    from hrcam.models.hrcam.nets import HalfNet
+    from hrcam.train.modules import FullModule, HalfModule, l2_penalty
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    device = torch.device(args.device)
+    classes = 398
+    if kind == "half":
+        module = HalfModule(classes, 3, size)
+    else:
+        module = FullModule(HalfNet(classes).state_dict(), classes, 3, size)
+    net = module.net.to(device).train()
+    channels_last = variant in ("channels-last", "default", "bf16-mixed", "compile")
+    if hasattr(fcdensenet, "set_memory_efficient"):  # absent before the shared-buffer blocks
+        fcdensenet.set_memory_efficient(net, variant not in ("eager", "channels-last"))
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    net = net.to(memory_format=fmt)
+    opt = module.configure_optimizers()["optimizer"]
+    x = torch.rand(args.batch, 3, size, size, device=device).contiguous(memory_format=fmt)
+    y = torch.randint(0, classes, (args.batch,), device=device)
+    amp = variant == "bf16-mixed"
+    if kind == "half":
+        def loss_fn(inp):
+            return F.cross_entropy(net(inp), y)
+    elif len(inspect.signature(module._losses).parameters) == 1:  # before the decoder objectives took labels
+        def loss_fn(inp):
+            return module._losses(inp)[1]
+    else:
+        def loss_fn(inp):
+            return module._losses(inp, y)[1]
+    if variant == "compile":
+        loss_fn = torch.compile(loss_fn)
+
+    def step():
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            loss = loss_fn(x) + 1e-4 * l2_penalty(net)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    t0 = time.perf_counter()
+    step()  # warm-up (and compilation)
+    warm = time.perf_counter() - t0
+    times = []
+    for _ in range(args.steps):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated() / 1e9
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # KiB on Linux → GB
+    return {"img_s": args.batch / statistics.median(times), "peak_gb": peak, "warmup_s": warm}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--sizes", default="64,224")
+    p.add_argument("--kinds", default="half,full")
+    p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--steps", type=int, default=None, help="timed steps (default: 5 at 64 px, 3 at 224)")
+    p.add_argument("--quick", action="store_true", help="64 px only, 2 timed steps, no compile")
+    p.add_argument("--worker", nargs=3, metavar=("KIND", "SIZE", "VARIANT"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        kind, size, variant = args.worker
+        print(json.dumps(_worker(kind, int(size), variant, args)))
+        return 0
+    sizes = [64] if args.quick else [int(s) for s in args.sizes.split(",")]
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    bad = [v for v in variants if v not in VARIANTS]
+    if bad:
+        p.error(f"unknown variant(s) {', '.join(bad)}; choose from {', '.join(VARIANTS)}")
+    if args.quick:
+        variants = [v for v in variants if v != "compile"]
+    mem = "peak CUDA GB" if args.device.startswith("cuda") else "peak RSS GB"
+    print(f"{args.device}, {args.threads} thread(s), batch {args.batch}, 398 classes, seed architecture, Adadelta")
+    print(f"{'model':<6}{'size':>5}  {'variant':<14}{'img/s':>8}{'× eager':>9}{mem:>14}{'× eager':>9}")
+    for size in sizes:
+        steps = args.steps or (2 if args.quick else (5 if size < 128 else 3))
+        for kind in [k.strip() for k in args.kinds.split(",") if k.strip()]:
+            base = None
+            for variant in variants:
+                cmd = [sys.executable, os.path.abspath(__file__), "--worker", kind, str(size), variant,
+                       "--device", args.device, "--threads", str(args.threads), "--batch", str(args.batch),
+                       "--steps", str(steps)]
+                res = subprocess.run(cmd, capture_output=True, text=True)
+                if res.returncode != 0:
+                    tail = (res.stderr.strip().splitlines() or ["?"])[-1]
+                    print(f"{kind:<6}{size:>5}  {variant:<14}  failed: {tail}")
+                    continue
+                r = json.loads(res.stdout.strip().splitlines()[-1])
+                if variant == "eager" or base is None:
+                    base = r
+                print(f"{kind:<6}{size:>5}  {variant:<14}{r['img_s']:>8.2f}{r['img_s'] / base['img_s']:>9.2f}"
+                      f"{r['peak_gb']:>14.2f}{r['peak_gb'] / base['peak_gb']:>9.2f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

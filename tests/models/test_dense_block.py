@@ -1,0 +1,113 @@
+"""The memory-efficient dense block (one shared output buffer) against the concatenating one."""
+import copy
+
+import pytest
+import torch
+
+from hrcam.models.hrcam.fcdensenet import DenseBlock, set_memory_efficient
+from hrcam.models.hrcam.nets import FullNet, HalfNet
+from hrcam.train.modules import FullModule
+
+ARCH = {"init_filters": 8, "growth_rate": 4, "layers_per_block": 3}
+
+
+def _close(a, b, msg=""):
+    """Equal up to float32 rounding of a deep sum: 1e-4 of the tensor's scale (both orders of
+    summation land about 2e-5 of the scale from a float64 reference)."""
+    err, scale = (a - b).abs().max().item(), b.abs().max().item()
+    assert err <= 1e-4 * scale + 1e-7, f"{msg}: max difference {err:.3g} at scale {scale:.3g}"
+
+
+def _pair(net):
+    cat = set_memory_efficient(copy.deepcopy(net), False)
+    return set_memory_efficient(net, True), cat
+
+
+def _grads(net, x):
+    xi = x.to(next(net.parameters()).dtype).clone().requires_grad_()
+    logits = net(xi)
+    (logits ** 2).sum().backward()
+    return {"logits": logits.detach(), "input": xi.grad, **{n: p.grad for n, p in net.named_parameters()},
+            **dict(net.named_buffers())}
+
+
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("train", [True, False])
+def test_logits_gradients_and_running_stats_match_the_concatenating_block(fmt, train):
+    """Against a float64 reference, the shared buffer is as accurate as torch.cat (float32 both)."""
+    eff, cat = _pair(HalfNet(5, **ARCH).to(memory_format=fmt))
+    ref = copy.deepcopy(cat).double()
+    x = torch.rand(3, 3, 32, 32).contiguous(memory_format=fmt)
+    got = [_grads(m.train(train), x) for m in (eff, cat, ref)]
+    for name, r in got[2].items():
+        if r.dtype == torch.long:  # num_batches_tracked
+            assert torch.equal(got[0][name], r), name
+            continue
+        err_eff = (got[0][name].double() - r).abs().max().item()
+        err_cat = (got[1][name].double() - r).abs().max().item()
+        assert err_eff <= 4 * err_cat + 1e-6 * r.abs().max().item() + 1e-9, (name, err_eff, err_cat)
+    if train:  # the batch statistics were taken: running stats moved, counters advanced once
+        bn = eff.encoder.blocks[0].layers[2][0]
+        assert int(bn.num_batches_tracked) == 1 and not torch.equal(bn.running_var, torch.ones_like(bn.running_var))
+
+
+def test_block_returns_full_and_new_with_the_input_first():
+    block = DenseBlock(6, 4, 2).eval()
+    x = torch.rand(2, 6, 8, 8)
+    full, new = block(x)
+    assert full.shape == (2, 14, 8, 8) and new.shape == (2, 8, 8, 8)
+    assert torch.equal(full[:, :6], x) and torch.equal(full[:, 6:], new)
+    # layer 2 sees the input and layer 1's maps: recompute it by hand with torch.cat
+    y1 = block.layers[0](x)
+    y2 = block.layers[1](torch.cat([x, y1], 1))
+    torch.testing.assert_close(new, torch.cat([y1, y2], 1), rtol=1e-6, atol=1e-6)
+
+
+def test_state_dict_keys_are_unchanged_and_old_weights_load():
+    net = HalfNet(4, **ARCH)
+    keys = list(net.state_dict())
+    assert "encoder.blocks.0.layers.2.0.running_mean" in keys and "encoder.blocks.0.layers.2.2.weight" in keys
+    cat = set_memory_efficient(HalfNet(4, **ARCH), False)
+    cat.load_state_dict(net.state_dict())  # same layout both ways
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(net.eval()(x), cat.eval()(x), rtol=1e-5, atol=1e-6)
+
+
+def test_frozen_transfer_is_bit_identical_with_the_shared_buffer():
+    half = HalfNet(4, **ARCH).eval()
+    full = FullNet.from_half(half).eval()
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(full(x), half(x))
+
+
+def test_decoder_training_step_matches_and_an_in_place_edit_is_caught():
+    torch.manual_seed(0)
+    half = HalfNet(3, **ARCH).state_dict()
+    mods = [FullModule(half, 3, 3, 32, ARCH) for _ in range(2)]
+    mods[1].net.load_state_dict(mods[0].net.state_dict())
+    set_memory_efficient(mods[1].net, False)
+    x, y = torch.rand(2, 3, 32, 32), torch.tensor([0, 2])
+    for m in mods:
+        m.net.train()
+        m._losses(x, y)[1].backward()
+    for (name, p), q in zip(mods[0].net.named_parameters(), mods[1].net.parameters()):
+        if p.requires_grad:
+            _close(p.grad, q.grad, name)
+    block = DenseBlock(6, 4, 2)
+    full, _ = block(torch.rand(2, 6, 8, 8, requires_grad=True))
+    with pytest.raises(RuntimeError, match="modified inplace"):  # autograd refuses in-place edits
+        full.mul_(2)
+    with torch.no_grad():
+        full.detach().mul_(2)  # nor through a detached alias
+    with pytest.raises(RuntimeError, match="modified in ?place"):
+        full.sum().backward()
+
+
+def test_hooks_on_inner_layers_still_fire():
+    net = HalfNet(3, **ARCH)
+    seen = []
+    net.encoder.blocks[0].layers[1].register_forward_hook(lambda m, i, o: seen.append(tuple(o.shape)))
+    net(torch.rand(2, 3, 32, 32, requires_grad=True)).sum().backward()
+    assert seen == [(2, 4, 16, 16)]
