@@ -24,7 +24,9 @@ def register(subparsers) -> None:
                     "metric (when the data has ground truth: the demo's annotations.json or VOC XML "
                     "files) and every faithfulness metric (AD/IC at q=0, 0.5, 0.85; masked-in/out/"
                     "inpainted top-1/top-5 and entropy; deletion/insertion AUC). Maps that are "
-                    "constant, all zero or non-finite are counted (excluded_* columns) and not scored.")
+                    "constant, all zero or non-finite are counted (excluded_* columns) and not scored. "
+                    "Writes compare.md, .json, .csv and report.html (the table sortable by column, a "
+                    "per-image gallery of every method's map with a wrong-prediction filter; one offline file).")
     p.add_argument("--data_dir", required=True, help="folder with <split>/<class>/* images")
     p.add_argument("--weights", "--weight_dir", dest="weights", required=True,
                    help="exported model weights (results/<name>/best_weights.safetensors)")
@@ -39,6 +41,8 @@ def register(subparsers) -> None:
     p.add_argument("--batch_size", type=positive_int, default=32, help="images per batch (default: 32)")
     p.add_argument("--out", default=None, help="output folder (default: <weights folder>/compare)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available, else cpu)")
+    p.add_argument("--gallery", type=int, default=8, metavar="N",
+                   help="report.html shows the maps of the first N images, one column per method (default: 8; 0: none)")
     p.add_argument("--no_progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run)
 
@@ -82,8 +86,9 @@ def _load(weights, kind, device) -> _Loaded:
 
 
 def run(args) -> int:
+    from hrcam.data.layout import dataset_classes
     from hrcam.data.splits import load_ground_truth_for, load_split
-    from hrcam.evaluation.compare import compare_methods, format_markdown, write_table
+    from hrcam.evaluation.compare import compare_methods, format_markdown, write_html, write_table
     from hrcam.explain.registry import parse_methods
 
     try:
@@ -106,7 +111,9 @@ def run(args) -> int:
                                       model.num_classes)
     gt = load_ground_truth_for(args.data_dir, args.split, paths, model.im_size)
     try:
-        rows = compare_methods(net, x, y, methods, gt, batch_size=args.batch_size, progress=not args.no_progress)
+        examples: dict = {}  # maps of the first images, for report.html's gallery
+        rows = compare_methods(net, x, y, methods, gt, batch_size=args.batch_size, progress=not args.no_progress,
+                               examples=examples, examples_count=args.gallery)
     except ValueError as err:
         raise UserError(str(err)) from None
     out = Path(args.out) if args.out else Path(args.weights).parent / "compare"
@@ -116,6 +123,8 @@ def run(args) -> int:
             "images": int(x.shape[0]), "skipped_files": int(skipped), "im_size": model.im_size,
             "model_type": model.kind, "device": str(model.device), "ground_truth": gt is not None}
     paths_out = write_table(rows, out, meta=meta)
+    paths_out["html"] = write_html(rows, out, x, y, gt, examples, meta=meta,
+                                   class_names=dataset_classes(args.data_dir))
     print(format_markdown(rows))
     if gt is None:
         print("no ground truth found (annotations.json or VOC XML): localization columns left out")

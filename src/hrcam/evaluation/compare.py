@@ -16,7 +16,7 @@ size (up to float rounding).
 from __future__ import annotations
 
 __all__ = ["LOCALIZATION_KEYS", "FAITHFULNESS_KEYS", "COUNT_KEYS", "COLUMN_NOTES", "compare_methods", "columns",
-           "format_markdown", "format_csv", "write_table"]
+           "format_markdown", "format_csv", "write_table", "write_html"]
 
 
 import contextlib
@@ -103,6 +103,8 @@ def compare_methods(
     progress: bool = False,
     steps: int = 20,
     threshold: float = 0.5,
+    examples: dict | None = None,
+    examples_count: int = 8,
 ) -> list[dict]:
     """One row (dict) per method with counts, ``ms_per_image``, localization and faithfulness.
 
@@ -115,6 +117,8 @@ def compare_methods(
     ``name``. ``ground_truth``: ``{"masks": [N masks H×W or None],
     "boxes": [N lists of [x0, y0, x1, y1]]}`` at the input resolution, or None (localization
     columns left out). ``explainer_kwargs``: ``{method: {kwarg: value}}`` for the factories.
+    ``examples``: a dict to fill with the maps of the first ``examples_count`` images, for a
+    gallery: ``{"maps": {method: k×H×W array}, "pred": k predicted classes}``.
     """
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
@@ -138,7 +142,12 @@ def compare_methods(
                 ctx = contextlib.nullcontext(given)
             else:
                 ctx = create(name, model, **explainer_kwargs.get(name, {}))
-            rows.append(_compare_one(model, name, ctx, x, labels, ground_truth, batch_size, progress, steps, threshold))
+            kept = None if examples is None else {"maps": [], "pred": []}
+            rows.append(_compare_one(model, name, ctx, x, labels, ground_truth, batch_size, progress, steps, threshold,
+                                     kept, examples_count))
+            if kept is not None and kept["maps"]:
+                examples.setdefault("maps", {})[name] = np.concatenate(kept["maps"])
+                examples.setdefault("pred", np.concatenate(kept["pred"]))
     finally:
         model.train(was_training)
     return rows
@@ -161,7 +170,8 @@ def _method_specs(methods) -> list[tuple[str, Explainer | None]]:
     return specs
 
 
-def _compare_one(model, name, ctx, x, labels, gt, batch_size, progress, steps, threshold) -> dict:
+def _compare_one(model, name, ctx, x, labels, gt, batch_size, progress, steps, threshold, kept=None,
+                 kept_count: int = 0) -> dict:
     from hrcam.metrics import localization as loc
 
     n = x.shape[0]
@@ -186,6 +196,9 @@ def _compare_one(model, name, ctx, x, labels, gt, batch_size, progress, steps, t
             exp = explainer.explain(xb)
             _sync(device)
             seconds += time.perf_counter() - t0
+            if kept is not None and start < kept_count:  # gallery maps: the first images, untimed
+                kept["maps"].append(exp.maps[: kept_count - start].detach().cpu().numpy())
+                kept["pred"].append(exp.logits[: kept_count - start].argmax(1).cpu().numpy())
             reasons = faith.exclusion_reasons(exp.raw)
             reasons_all += reasons
             yb = labels[start : start + batch_size] if labels is not None else None
@@ -273,3 +286,32 @@ def write_table(rows: list[dict], out_dir, name: str = "compare", meta: dict | N
     paths["json"].write_text(json.dumps(payload, indent=2))
     paths["csv"].write_text(format_csv(rows))
     return paths
+
+def write_html(rows: list[dict], out_dir, images, labels=None, ground_truth: dict | None = None,
+               examples: dict | None = None, meta: dict | None = None, class_names=None,
+               name: str = "report") -> Path:
+    """``<name>.html`` in ``out_dir``: the comparison table (sortable) and, from ``examples``
+    (filled by :func:`compare_methods`), a gallery: one row per image, one column per method,
+    ground truth last, with class, prediction and per-image scores (one offline file)."""
+    from hrcam.viz.html_report import gallery_from_examples, write_html_report
+
+    cols = columns(rows)
+    table = {"title": f"Explanation methods ({rows[0]['images'] if rows else 0} images)", "columns": cols,
+             "rows": [[r.get(c) for c in cols] for r in rows]}
+    blocks = [table, "\n".join(f"- **{k}**: {v}" for k, v in COLUMN_NOTES.items())]
+    if not any(k in cols for k in LOCALIZATION_KEYS):
+        blocks.append("Localization columns are left out: no ground truth was given.")
+    notes = [", ".join(f"{k}: {v}" for k, v in meta.items())] if meta else []
+    gallery = None
+    if examples and examples.get("maps"):
+        k = len(examples["pred"])
+        x, _ = as_batch(images)
+        pics = x[:k].detach().cpu().float().permute(0, 2, 3, 1).numpy()
+        pics = np.repeat(pics, 3, axis=3) if pics.shape[3] == 1 else pics
+        masks, boxes = _ground_truth_slice(ground_truth, list(range(k)))
+        truth = np.asarray(labels)[:k] if labels is not None else examples["pred"]
+        data = {"image": pics, "label": truth, "pred": examples["pred"], "mask": masks or [None] * k,
+                "boxes": boxes or [[] for _ in range(k)], **examples["maps"]}
+        gallery = gallery_from_examples(data, {m: m for m in examples["maps"]}, class_names=class_names)
+    return write_html_report(Path(out_dir) / f"{name}.html", title="hrcam compare", tables=blocks, notes=notes,
+                             gallery=gallery)
