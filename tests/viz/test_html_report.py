@@ -225,3 +225,46 @@ def test_browser_check_catches_a_broken_image_and_a_javascript_error(browser, tm
     (tmp_path / "missing.html").write_text("<!DOCTYPE html><body><img src='nowhere.png'></body>")
     missing = check_page(browser, tmp_path / "missing.html")
     assert not missing.ok and len(missing.broken_images) == 1
+
+
+# --------------------------------------------------------------------------- report blocks, saved examples
+
+
+def test_markdown_report_blocks_become_the_same_page(tmp_path):
+    from hrcam.viz.report import Figure, Table, write_report
+
+    Image.fromarray(np.full((6, 9, 3), 200, np.uint8)).save(tmp_path / "fig.png")
+    blocks = ["Intro with **bold**, *italic* and `code`.\n\n- one\n- two", Table("Times", ["stage", "s"], [["a", 1.25]],
+              digits=1, note="see `stages.json`"), Figure("fig.png", "A *figure*")]
+    md = write_report(tmp_path / "report.md", "T", blocks, [Table("Extra", ["m", "v"], [["x", 0.5]])], html=True)
+    assert md.read_text().startswith("# T")
+    text = (tmp_path / "report.html").read_text(encoding="utf-8")
+    order = [text.index(s) for s in ("<p>Intro with <b>bold</b>, <i>italic</i> and <code>code</code>.</p>",
+                                     "<ul><li>one</li><li>two</li></ul>", "<h2>Times</h2>", '<td data-v="1.25">1.2</td>',
+                                     "see <code>stages.json</code>", "<figcaption>A <i>figure</i></figcaption>",
+                                     "<h3>Other methods</h3>", "<h2>Extra</h2>")]
+    assert order == sorted(order)
+    (uri,) = _data_uris(text)
+    assert base64.b64decode(uri) == (tmp_path / "fig.png").read_bytes()
+    with pytest.raises(ValueError, match="figure 'gone.png': no such file"):
+        write_report(tmp_path / "r2.md", "T", [Figure("gone.png")], html=True)
+
+
+def test_gallery_from_examples_columns_scores_and_ground_truth():
+    mask = np.zeros((8, 8), bool)
+    mask[:4, :4] = True  # a quarter of the image
+    inside = mask.astype(float)  # all of the map's mass in the mask
+    flat = np.ones((8, 8))  # spread evenly: a quarter inside
+    examples = {"image": np.full((2, 8, 8, 3), 0.5), "label": [1, 0], "pred": [1, 1],
+                "mask": [mask, None], "boxes": [[[0, 0, 4, 4]], []], "low": np.stack([inside, flat]),
+                "high": np.stack([flat, inside]), "unused": np.zeros((2, 8, 8))}
+    g = html_report.gallery_from_examples(examples, {"low": "low-res", "high": "high-res", "missing": "x"},
+                                          class_names=["cat", "dog"])
+    assert g["columns"] == ["image", "low-res", "high-res", "ground truth"]
+    r0, r1 = g["rows"]
+    assert (r0["label"], r0["pred"], r0["correct"], r1["label"], r1["correct"]) == ("dog", "dog", True, "cat", False)
+    assert r0["scores"] == pytest.approx({"energy PG, low-res": 1.0, "energy PG, high-res": 0.25})
+    assert r1["scores"] == {}  # no mask, no score
+    gt = r0["images"][-1]
+    assert gt[0, 0].tolist() == [1.0, 0.0, 0.0] and gt[3, 3].tolist() == [1.0, 0.0, 0.0]  # box corners in red
+    assert gt[2, 2] == pytest.approx([0.5 * 0.35 + 0.65] * 3) and gt[6, 6] == pytest.approx([0.5 * 0.35] * 3)
