@@ -36,6 +36,20 @@ def find_chromium() -> str | None:
     return path if os.path.isfile(path) and os.access(path, os.X_OK) else None
 
 
+def chromium_or_skip() -> str:
+    """For tests: Chromium's path; skips the test when it is missing, fails instead under
+    ``HRCAM_REQUIRE_BROWSER=1`` (``make test-browser``, ``.ci/run``)."""
+    import pytest
+
+    path = find_chromium()
+    if path is None:
+        if os.environ.get("HRCAM_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"HRCAM_REQUIRE_BROWSER=1 but {CHROMIUM} is missing: run `bash .ci/install-browser`")
+        pytest.skip(f"headless Chromium is not installed ({CHROMIUM}): run `bash .ci/install-browser`, "
+                    "or `make test-browser`")
+    return path
+
+
 class BrowserError(RuntimeError):
     """Chromium did not start, died, timed out or answered a command with an error."""
 

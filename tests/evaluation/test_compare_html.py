@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from browser_check import Chromium, check_page, find_chromium
+from browser_check import Chromium, check_page, chromium_or_skip
 from hrcam.evaluation.compare import columns, compare_methods, write_html
 from hrcam.models.hrcam.nets import HalfNet
 
@@ -58,8 +58,7 @@ def test_page_has_the_table_and_one_gallery_column_per_method(compared):
 
 
 def test_page_renders_in_a_browser(compared, tmp_path):
-    if find_chromium() is None:
-        pytest.skip("headless Chromium is not installed: `bash .ci/install-browser` or `make test-browser`")
+    chromium_or_skip()
     with Chromium() as browser:
         report = check_page(browser, compared[3], screenshot=tmp_path / "compare.png")
     assert report.ok, report

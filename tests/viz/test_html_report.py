@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import errno
 import io
-import os
 import re
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from browser_check import Chromium, check_page, find_chromium
+from browser_check import Chromium, check_page, chromium_or_skip
 from hrcam import fileio
 from hrcam.errors import UserError
 from hrcam.viz import html_report
@@ -156,11 +155,7 @@ def test_importing_the_module_stays_light():
 
 @pytest.fixture(scope="module")
 def browser():
-    if find_chromium() is None:
-        if os.environ.get("HRCAM_REQUIRE_BROWSER") == "1":
-            pytest.fail("HRCAM_REQUIRE_BROWSER=1 but /usr/bin/chromium is missing: run `bash .ci/install-browser`")
-        pytest.skip("headless Chromium is not installed (/usr/bin/chromium): run `bash .ci/install-browser`, "
-                    "or `make test-browser`")
+    chromium_or_skip()
     with Chromium() as b:
         yield b
 
