@@ -17,7 +17,7 @@ import torch
 from hrcam.errors import UserError
 
 __all__ = ["save_weights", "load_weights", "read_metadata", "check_metadata", "first_line",
-           "state_dict_mismatch", "warn_non_finite"]
+           "state_dict_mismatch", "warn_non_finite", "torch_load_safe"]
 
 
 def save_weights(path, state_dict: dict, metadata: dict | None = None) -> Path:
@@ -128,7 +128,7 @@ def load_weights(path, map_location="cpu") -> tuple[dict, dict]:
         meta = read_metadata(path)
         warn_non_finite(state, path)
         return state, meta
-    obj = _torch_load(path, map_location)
+    obj = torch_load_safe(path, map_location)
     meta = {}
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         meta = {k: v for k, v in dict(obj.get("hyper_parameters", {}) or {}).items() if k in _META_TYPES}
@@ -142,10 +142,11 @@ def load_weights(path, map_location="cpu") -> tuple[dict, dict]:
     return obj, check_metadata(meta, path)
 
 
-def _torch_load(path: Path, map_location):
+def torch_load_safe(path, map_location="cpu"):
     """``torch.load(weights_only=True)`` with one-line errors (and never torch's advice to unpickle)."""
     import pickle
 
+    path = Path(path)
     if path.stat().st_size == 0:
         raise UserError(f"cannot read weights file {path}: the file is empty")
     try:

@@ -277,6 +277,11 @@ def load_model(path, type: str | None = None, device=None):  # noqa: A002 - the 
     net, kind = select_type(net, meta, type, path)
     if kind not in ("half", "full"):
         raise UserError(f"type must be 'half' or 'full', got {kind!r}")
+    stride = net.config.downsampling
+    im_size = int(meta.get("im_size", SEED_IM_SIZE))
+    if im_size % stride:
+        raise UserError(f"{path}: its metadata records im_size {im_size}, which this network cannot take "
+                        f"(a multiple of {stride} is needed)")
     return (FullModel if kind == "full" else HalfModel).from_network(
         net, int(meta.get("im_size", SEED_IM_SIZE)), meta.get("class_names"), device=device)
 

@@ -33,8 +33,25 @@ COMMAND_MODULES = [
 class _Parser(argparse.ArgumentParser):
     """Bad arguments: one line naming the problem (and where to look), exit code 2."""
 
+    def parse_known_args(self, args=None, namespace=None):  # noqa: D102 - argparse's
+        self._argv = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
     def error(self, message: str):  # noqa: D401 - argparse's hook
-        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        self.exit(2, f"{self.prog}: error: {self._unknown_option(message)} (see '{self.prog} --help')\n")
+
+    def _unknown_option(self, message: str) -> str:
+        """``--bogus 32`` before an optional sub-command reads as "invalid choice: '32'": name the option."""
+        import re
+
+        m = re.match(r"argument [^:]*: invalid choice: '([^']*)'", message)
+        argv = getattr(self, "_argv", [])
+        if m and m.group(1) in argv:
+            i = argv.index(m.group(1))
+            prev = argv[i - 1] if i > 0 else ""
+            if prev.startswith("-") and prev.split("=")[0] not in self._option_string_actions:
+                return f"unrecognized arguments: {prev} {m.group(1)}"
+        return message
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,11 +77,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings reach a CLI user as one line, without the source line that raised them."""
+    text = str(message)
+    text = text[len("hrcam: "):] if text.startswith("hrcam: ") else text
+    return f"hrcam: warning: {text}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.verbose:
         set_verbose(True)
+    import warnings
+
+    warnings.formatwarning = _one_line_warning
     try:
         with quiet_third_party():
             return int(args.func(args) or 0)
@@ -72,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hrcam: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("hrcam: interrupted", file=sys.stderr)
+        resumable = hasattr(args, "resume")
+        print(f"hrcam: interrupted{'; resume with --resume' if resumable else ''}", file=sys.stderr)
         return 130
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 
 def positive_int(text: str) -> int:
@@ -11,6 +12,17 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if v < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def nonneg_int(text: str) -> int:
+    """An integer >= 0 (argparse type)."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v}")
     return v
 
 
@@ -24,6 +36,130 @@ def nonneg_float(text: str) -> float:
     return v
 
 
+def positive_float(text: str) -> float:
+    """A finite number > 0 (learning rates)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not (v > 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
+    return v
+
+
+def seed_arg(text: str) -> int:
+    """A random seed: an integer in 0 .. 2**32 - 1 (what NumPy and Lightning accept)."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
+    if not 0 <= v < 2**32:
+        raise argparse.ArgumentTypeError(f"expected a seed in 0..{2**32 - 1}, got {v}")
+    return v
+
+
+def max_steps_arg(text: str) -> int:
+    """A positive number of training steps, or -1 (no limit)."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of steps, got {text!r}") from None
+    if v == 0 or v < -1:
+        raise argparse.ArgumentTypeError(f"expected a positive number of steps (or -1: no limit), got {v}")
+    return v
+
+
+#: what Lightning's ``precision=`` accepts
+PRECISIONS = ("64", "32", "16", "bf16", "64-true", "32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed",
+              "transformer-engine", "transformer-engine-float16")
+
+
+def precision_arg(text: str) -> str:
+    """One of :data:`PRECISIONS`."""
+    if text not in PRECISIONS:
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(PRECISIONS)}, got {text!r}")
+    return text
+
+
+def _cuda_count() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def accelerator_arg(text: str) -> str:
+    """``auto``, ``cpu``, ``gpu`` / ``cuda`` (needs a CUDA GPU) or ``mps`` (needs Apple's MPS)."""
+    text = text.lower()
+    if text not in ("auto", "cpu", "gpu", "cuda", "mps"):
+        raise argparse.ArgumentTypeError(f"expected auto, cpu, gpu, cuda or mps, got {text!r}")
+    if text in ("gpu", "cuda") and _cuda_count() == 0:
+        raise argparse.ArgumentTypeError(f"{text}: no CUDA GPU is available on this machine (use cpu or auto)")
+    if text == "mps":
+        import torch
+
+        if not torch.backends.mps.is_available():
+            raise argparse.ArgumentTypeError("mps: Apple's MPS is not available on this machine (use cpu or auto)")
+    return text
+
+
+def gpu_arg(text: str) -> str:
+    """A GPU index or a comma list of them, each below the number of CUDA GPUs present."""
+    try:
+        ids = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a GPU index or a comma list of indices, got {text!r}") from None
+    if not ids or any(i < 0 for i in ids):
+        raise argparse.ArgumentTypeError(f"expected GPU indices >= 0, got {text!r}")
+    n = _cuda_count()
+    if max(ids) >= n:
+        have = "no CUDA GPU" if n == 0 else f"{n} CUDA GPU(s) (indices 0..{n - 1})"
+        raise argparse.ArgumentTypeError(f"{text}: this machine has {have}")
+    return text
+
+
+def strategy_arg(text: str) -> str:
+    """``auto`` or a strategy name Lightning knows (``ddp``, ``ddp_spawn``, ``fsdp``, ...)."""
+    if text == "auto":
+        return text
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    known = ["auto", *StrategyRegistry.available_strategies()]
+    if text not in known:
+        shown = ", ".join(k for k in known if "deepspeed" not in k and "_find_unused" not in k)
+        raise argparse.ArgumentTypeError(f"unknown strategy {text!r}; known: {shown}")
+    return text
+
+
+def device_arg(text: str) -> str:
+    """A torch device for inference: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``, checked to exist."""
+    if text in ("auto", "cpu"):
+        return text
+    import torch
+
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"not a device name: {text!r} (cpu, cuda, cuda:1, mps)") from None
+    if dev.type == "cuda":
+        n = _cuda_count()
+        if n == 0:
+            raise argparse.ArgumentTypeError(f"{text}: CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= n:
+            raise argparse.ArgumentTypeError(f"{text}: this machine has {n} CUDA GPU(s) (indices 0..{n - 1})")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise argparse.ArgumentTypeError(f"{text}: Apple's MPS is not available on this machine")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise argparse.ArgumentTypeError(f"unsupported device {text!r} (cpu, cuda, cuda:1, mps)")
+    return text
+
+
+def resolve_device(text: str | None) -> str:
+    """A :func:`device_arg` value as a torch device string (``auto``: cuda when available, else cpu)."""
+    if text in (None, "auto"):
+        return "cuda" if _cuda_count() else "cpu"
+    return text
+
+
 def devices_arg(text: str):
     """Lightning's devices: 'auto', a count, or a comma list of indices."""
     if text == "auto":
@@ -35,15 +171,18 @@ def devices_arg(text: str):
 
 def add_distributed_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("hardware (passed to Lightning)")
-    g.add_argument("--gpu", default=None,
+    g.add_argument("--gpu", default=None, type=gpu_arg,
                    help="the seed's flag: which GPU to use (e.g. 0); same as --accelerator gpu --devices 0,")
-    g.add_argument("--accelerator", default="auto", help="cpu, gpu, mps or auto (default: auto)")
+    g.add_argument("--accelerator", default="auto", type=accelerator_arg,
+                   help="cpu, gpu, mps or auto (default: auto)")
     g.add_argument("--devices", default="auto", type=devices_arg,
                    help="number of devices or a comma list of indices (default: auto)")
     g.add_argument("--num_nodes", default=1, type=positive_int, help="nodes for multi-node training (default: 1)")
-    g.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp, ddp_spawn, fsdp (default: auto)")
-    g.add_argument("--num_workers", default=0, type=int, help="data loader worker processes (default: 0)")
-    g.add_argument("--precision", default=None, help="Lightning precision, e.g. 16-mixed or bf16-mixed")
+    g.add_argument("--strategy", default="auto", type=strategy_arg,
+                   help="Lightning strategy, e.g. ddp, ddp_spawn, fsdp (default: auto)")
+    g.add_argument("--num_workers", default=0, type=nonneg_int, help="data loader worker processes (default: 0)")
+    g.add_argument("--precision", default=None, type=precision_arg,
+                   help="Lightning precision, e.g. 16-mixed or bf16-mixed")
 
 
 def distributed_kwargs(args) -> dict:

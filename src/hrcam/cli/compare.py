@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from hrcam.cli.common import positive_int
+from hrcam.cli.common import device_arg, positive_int, resolve_device
 from hrcam.errors import UserError
 
 DEFAULT_METHODS = ("cam", "hrcam", "refined", "gradcam", "gradcampp", "scorecam")
@@ -40,25 +40,11 @@ def register(subparsers) -> None:
                    help="use only N images, taken round-robin over the classes (deterministic)")
     p.add_argument("--batch_size", type=positive_int, default=32, help="images per batch (default: 32)")
     p.add_argument("--out", default=None, help="output folder (default: <weights folder>/compare)")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available, else cpu)")
+    p.add_argument("--device", default="auto", type=device_arg, help="cpu, cuda, cuda:1, ... (default: cuda when available, else cpu)")
     p.add_argument("--gallery", type=int, default=8, metavar="N",
                    help="report.html shows the maps of the first N images, one column per method (default: 8; 0: none)")
     p.add_argument("--no_progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run)
-
-
-def _device(text: str):
-    import torch
-
-    if text == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dev = torch.device(text)
-    except RuntimeError:
-        raise UserError(f"--device: not a device name: {text!r}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device: CUDA is not available on this machine")
-    return dev
 
 
 @dataclass
@@ -95,7 +81,7 @@ def run(args) -> int:
         methods = parse_methods(args.methods if args.methods else list(DEFAULT_METHODS))
     except ValueError as err:
         raise UserError(str(err)) from None
-    model = _load(args.weights, args.type, _device(args.device))
+    model = _load(args.weights, args.type, resolve_device(args.device))
     from hrcam.models.registry import model_types
 
     if model.kind in model_types("baseline") and not args.methods:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 
+from hrcam.cli.common import seed_arg
+
 _ANIMALS_EPILOG = """\
 The input folder is an ILSVRC-2012 tree: IMAGENET_DIR/train/<wnid>/*.JPEG (and, when present,
 IMAGENET_DIR/val/<wnid>/*.JPEG, which is pooled with train). The 398 animal synsets
@@ -48,7 +50,7 @@ def add_animals(subparsers) -> None:
                    default=None, metavar="F",
                    help="share of each class's images put in test/ (default: the seed's "
                         "114114/510530 = 0.2235)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="seed of the split (default 0)")
     p.add_argument("--mode", choices=["symlink", "copy", "hardlink"], default="symlink",
                    help="how files are placed in OUT (default symlink: no extra disk space)")
     p.add_argument("--overwrite", action="store_true",
@@ -92,11 +94,16 @@ def add_demo(subparsers) -> None:
             "end-exclusive pixels). The same --seed gives byte-identical files."
         ),
     )
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder (its demo files are replaced)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="output folder: missing, empty, or one this command wrote (only its demo files are "
+                        "replaced; other files stay)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="allow a non-empty OUT that this command did not write (its train/, test/ and masks/ "
+                        "are replaced)")
     p.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
     p.add_argument("--train", type=int, default=4000, help="number of training images (default 4000, the demo preset)")
     p.add_argument("--test", type=int, default=500, help="number of test images (default 500)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="random seed (default 0)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
     p.set_defaults(func=run_demo)
 
@@ -107,7 +114,7 @@ def run_demo(args) -> int:
 
     try:
         out = build_demo_dataset(args.out, size=args.size, train=args.train, test=args.test,
-                                 seed=args.seed, progress=args.progress)
+                                 seed=args.seed, progress=args.progress, overwrite=args.overwrite)
     except ValueError as err:
         raise UserError(str(err)) from None
     print(f"wrote the demo set to {out}: {args.train} train / {args.test} test images, "

@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 
 _RUN_EPILOG = """\
-writes OUT/report.md, OUT/metrics.json, OUT/gallery_<objective>.png, OUT/pipeline.png, the
+writes OUT/report.md, OUT/report.html (the same tables sortable, a per-image gallery with a
+wrong-prediction filter; one offline file), OUT/metrics.json, OUT/gallery_<objective>.png, OUT/pipeline.png, the
 weights (OUT/half/, OUT/full_<objective>/) and TensorBoard logs (OUT/logs/). Finished stages are
 reused on the next run (OUT/stages.json) unless --force. The demo data is built in --data when
 it is missing (same seed -> byte-identical files).
@@ -31,7 +32,7 @@ example:
 
 def add_run(subparsers) -> None:
     """Register ``hrcam demo run``."""
-    from hrcam.cli.common import positive_int
+    from hrcam.cli.common import positive_int, seed_arg
 
     p = subparsers.add_parser(
         "run",
@@ -53,12 +54,14 @@ def add_run(subparsers) -> None:
     g.add_argument("--size", type=positive_int, default=None, help="image side (multiple of 32)")
     g.add_argument("--train", type=positive_int, default=None, help="training images")
     g.add_argument("--test", type=positive_int, default=None, help="test images")
-    g.add_argument("--seed", type=int, default=None, help="seed of the data and the training")
+    g.add_argument("--seed", type=seed_arg, default=None, help="seed of the data and the training")
     g.add_argument("--half-epochs", "--half_epochs", dest="half_epochs", type=positive_int, default=None)
-    g.add_argument("--full-epochs", "--full_epochs", dest="full_epochs", type=positive_int, default=None)
+    g.add_argument("--full-epochs", "--full_epochs", dest="full_epochs", type=positive_int, default=None,
+                   help="FullModel epochs for every objective (default: 3 for faithfulness, 1 for the seed's)")
     g.add_argument("--batch-size", "--batch_size", dest="batch_size", type=positive_int, default=None)
     g.add_argument("--objectives", default=None,
-                   help="comma list of FullModel decoder objectives: reconstruction,consistency")
+                   help="comma list of FullModel decoder objectives, the first is the headline one "
+                        "(default: faithfulness,reconstruction; also consistency, smoothness)")
     g.add_argument("--limit", type=positive_int, default=None, help="score only N test images")
     p.add_argument("--extras", default="", metavar="LIST",
                    help="comma list of extra stages: neighbours,pretrained (default: none; see below)")
@@ -89,7 +92,7 @@ def run_run(args) -> int:
         raise UserError(str(err)) from None
     acc = metrics["classification"]["accuracy"]
     weights = ", ".join(f"{args.out}/{d}/" for d in ("half", *(f"full_{o}" for o in cfg.objectives)))
-    print(f"test accuracy {acc:.3f}; report: {args.out}/report.md; weights: {weights}; "
+    print(f"test accuracy {acc:.3f}; report: {args.out}/report.md, {args.out}/report.html; weights: {weights}; "
           f"TensorBoard logs: {args.out}/logs/")
     return 0
 

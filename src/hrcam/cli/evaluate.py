@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 from pathlib import Path
 
 from hrcam.cli.common import positive_int
@@ -53,19 +52,23 @@ def register(subparsers) -> None:
 def run_classification(args) -> int:
     from hrcam.api.seed import load_model
     from hrcam.evaluation.classification import evaluate_classification
+    from hrcam.fileio import check_writable_dir, write_json
+    from hrcam.jsonio import json_safe
     from hrcam.metrics.classification import format_classification_report
 
     if not args.data_dir or not args.weights:
         raise UserError("evaluate needs --data_dir and --weights")
+    out = Path(args.out) if args.out else _default_out(args.weights, args.split)
+    check_writable_dir(out.parent, "--out")  # before the work, so that no result is lost
     model = load_model(args.weights, type=args.type)
     metrics = evaluate_classification(model, args.data_dir, args.split, args.batch_size, args.limit,
                                       progress=not args.no_progress)
     metrics["weights"] = str(args.weights)
     metrics["type"] = model.kind
     print(format_classification_report(metrics))
-    out = Path(args.out) if args.out else _default_out(args.weights, args.split)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(metrics, indent=2))
+    if out.is_dir():
+        raise UserError(f"--out {out} is a folder; give a JSON file name")
+    write_json(out, json_safe(metrics))
     print(f"written: {out}")
     return 0
 

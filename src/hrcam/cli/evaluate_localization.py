@@ -10,7 +10,6 @@ colour — against ground-truth masks/boxes (``D/annotations.json`` as written b
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from hrcam.errors import UserError
@@ -71,6 +70,7 @@ def run_localization(args) -> int:
     from hrcam.api.seed import load_model
     from hrcam.data.annotations import load_ground_truth
     from hrcam.evaluation.localization import MAP_LABELS, evaluate_localization
+    from hrcam.fileio import check_writable_dir, write_json
     from hrcam.jsonio import json_safe
     from hrcam.metrics.columns import SET_LOCALIZATION, SUMMARY_LOCALIZATION, label_pairs
     from hrcam.viz.report import table_from_records, write_report
@@ -81,6 +81,8 @@ def run_localization(args) -> int:
     weights = Path(args.weights)
     if not weights.exists():
         raise UserError(f"--weights: no such file or folder: {weights}")
+    out = Path(args.out) if args.out else (weights if weights.is_dir() else weights.parent)
+    check_writable_dir(out, "--out")  # before the work, so that no result is lost
     try:
         gt = load_ground_truth(data_dir, args.split, annotations_dir=args.annotations)
         model = load_model(weights, type=args.type)
@@ -91,10 +93,8 @@ def run_localization(args) -> int:
         raise
     except ValueError as err:
         raise UserError(str(err)) from None
-    out = Path(args.out) if args.out else (weights if weights.is_dir() else weights.parent)
-    out.mkdir(parents=True, exist_ok=True)
     record = {"data_dir": str(data_dir), "weights": str(weights), "split": args.split, **res.to_json()}
-    (out / "localization.json").write_text(json.dumps(json_safe(record), indent=1))
+    write_json(out / "localization.json", json_safe(record), indent=1)
     table = table_from_records(
         f"Localization ({res.image_size}×{res.image_size} px, {len(res.paths)} images, "
         f"top-1 accuracy {res.accuracy:.3f})",

@@ -9,7 +9,8 @@ low-res one for a half model — on the image), the raw maps ``<name>_low.npy`` 
 ``<name>_refined_overlay.png``, with ``--figure`` the pipeline figure ``<name>_pipeline.png``, and
 with ``mat`` in ``--format`` all maps in ``<name>.mat`` (as seed 002 saves raw maps). A
 ``summary.csv`` lists image, predicted class (index and name), its probability and the class the
-maps explain.
+maps explain. ``<name>`` mirrors the image's path relative to the inputs' common folder, without its
+suffix (``a/img`` and ``b/img`` for ``a/img.png`` and ``b/img.png``), so every input gets its own outputs.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import csv
 import warnings
 from pathlib import Path
 
-from hrcam.cli.common import positive_int
+from hrcam.cli.common import device_arg, positive_int, resolve_device
 from hrcam.errors import UserError
 
 FORMATS = ("png", "npy", "mat")
@@ -45,7 +46,8 @@ def register(subparsers) -> None:
             "low-res CAM for a half model, on the image), the raw maps NAME_low.npy / NAME_high.npy; "
             "with --refine the refined CAM NAME_refined.npy and NAME_refined_overlay.png; with "
             "--figure the pipeline figure NAME_pipeline.png; with mat in --format all maps in NAME.mat. "
-            "summary.csv lists image, predicted class (index, name), probability and explained class."))
+            "summary.csv lists image, predicted class (index, name), probability and explained class. "
+            "NAME is the image's path relative to the inputs' common folder, without its suffix."))
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR",
                    help="image files and/or folders (searched recursively for images)")
     p.add_argument("--weights", "--weight_dir", dest="weights", required=True,
@@ -66,7 +68,8 @@ def register(subparsers) -> None:
                         "default: png,npy")
     p.add_argument("--alpha", type=float, default=0.5, help="heat-map opacity in the overlays (default: 0.5)")
     p.add_argument("--batch_size", type=positive_int, default=8, help="images per forward pass (default: 8)")
-    p.add_argument("--device", default=None, help="torch device, e.g. cuda:0 (default: cpu)")
+    p.add_argument("--device", default=None, type=device_arg,
+                   help="torch device: cpu, cuda, cuda:1, mps or auto (default: cpu)")
     p.add_argument("--no_progress", action="store_true", help="hide the progress bar")
     g = p.add_argument_group("post-processing pipeline (with --refine / --figure; seed defaults)")
     g.add_argument("--roi_percentile", type=float, default=_DEFAULTS["roi_percentile"])
@@ -108,14 +111,46 @@ def collect_images(inputs) -> list[tuple[Path, bool]]:
     return found
 
 
+def _printable(text: str) -> str:
+    """``text`` with undecodable bytes of a file name (surrogate escapes) written as ``\\xNN``."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _safe_part(text: str) -> str:
+    """One output path component: undecodable bytes of a file name become ``_``."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace").replace("\ufffd", "_")
+
+
 def _unique_names(paths) -> list[str]:
-    used: dict[str, int] = {}
-    names = []
-    for p in paths:
-        stem = p.stem
-        k = used.get(stem, 0)
-        used[stem] = k + 1
-        names.append(stem if k == 0 else f"{stem}_{k + 1}")
+    """One distinct output name per input file, mirroring the inputs' relative paths.
+
+    Names are paths relative to the inputs' common folder without the suffix (``a/img``,
+    ``b/img``); two inputs that differ only by suffix keep it (``img_png``, ``img_jpg``); the same
+    file given twice gets ``_2``, ``_3``, ... The used names are checked, so no suffix can collide
+    with another input's own name.
+    """
+    import os
+
+    paths = [Path(p) for p in paths]
+    if not paths:
+        return []
+    parents = [os.path.abspath(p.parent) for p in paths]
+    base = Path(os.path.commonpath(parents)) if len(set(parents)) > 1 else Path(parents[0])
+    rel = [Path(os.path.relpath(os.path.abspath(p), base)) for p in paths]
+    stems = [r.with_suffix("").as_posix() for r in rel]
+    counts: dict[str, int] = {}
+    for stem in stems:
+        counts[stem] = counts.get(stem, 0) + 1
+    names, used = [], set()
+    for r, stem in zip(rel, stems):
+        name = stem if counts[stem] == 1 else r.with_name(r.name.replace(".", "_")).as_posix()
+        name = "/".join(_safe_part(part) for part in name.split("/"))
+        candidate, k = name, 1
+        while candidate in used:
+            k += 1
+            candidate = f"{name}_{k}"
+        used.add(candidate)
+        names.append(candidate)
     return names
 
 
@@ -143,6 +178,7 @@ def run(args) -> int:
 
     from hrcam.api.seed import compute_cams, load_model
     from hrcam.data.folders import load_image
+    from hrcam.fileio import atomic_open, check_writable_dir
     from hrcam.postprocessing import refined_maps, validate_params
 
     names = list(_DEFAULTS)
@@ -153,8 +189,9 @@ def run(args) -> int:
     if not 0 <= args.alpha <= 1:
         raise UserError(f"--alpha must be in [0, 1], got {args.alpha}")
     files = collect_images(args.inputs)
+    out = check_writable_dir(args.out, "--out")
 
-    model = load_model(args.weights, type=args.type, device=args.device)
+    model = load_model(args.weights, type=args.type, device=resolve_device(args.device or "cpu"))
     full = getattr(model, "kind", "half") == "full"
     if (args.refine or args.figure) and not full:
         raise UserError("--refine and --figure need a full model's high-res maps "
@@ -165,8 +202,6 @@ def run(args) -> int:
     target = _resolve_class(args.target, model)
     channels = model.net.config.in_channels
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     stems = _unique_names([f for f, _ in files])
     rows, skipped = [], []
     bar = tqdm(total=len(files), unit="image", desc="explain", disable=args.no_progress)
@@ -179,9 +214,9 @@ def run(args) -> int:
                 kept.append((path, stem))
             except Exception as err:  # PIL raises many types for undecodable files
                 if named:
-                    raise UserError(f"cannot read image {path}: {err}") from None
+                    raise UserError(f"cannot read image {_printable(str(path))}: {err}") from None
                 skipped.append(path)
-                warnings.warn(f"skipping unreadable image {path}: {err}", stacklevel=1)
+                warnings.warn(f"skipping unreadable image {_printable(str(path))}: {err}", stacklevel=1)
         bar.update(len(chunk))
         if not tensors:
             continue
@@ -203,13 +238,13 @@ def run(args) -> int:
             _save_outputs(out, stem, imgs[i], maps, args, params)
             pred = int(probs[i].argmax())
             rows.append({
-                "image": str(path), "output": stem, "predicted_class": pred,
+                "image": _printable(str(path)), "output": stem, "predicted_class": pred,
                 "predicted_name": model.class_name(pred), "probability": f"{probs[i, pred]:.6f}",
                 "explained_class": int(res.classes[i]),
             })
     bar.close()
     summary = out / "summary.csv"
-    with summary.open("w", newline="") as fh:
+    with atomic_open(summary, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=["image", "output", "predicted_class", "predicted_name",
                                                 "probability", "explained_class"])
         writer.writeheader()
@@ -222,19 +257,25 @@ def run(args) -> int:
 def _save_outputs(out: Path, stem: str, img, maps: dict, args, params: dict) -> None:
     import numpy as np
 
+    from hrcam.fileio import atomic_path
     from hrcam.viz import plotting
 
     shown = maps.get("high", maps["low"])
     if "png" in args.format:
-        plotting.save_overlay(out / f"{stem}_overlay.png", img, shown, alpha=args.alpha)
+        with atomic_path(out / f"{stem}_overlay.png") as tmp:
+            plotting.save_overlay(tmp, img, shown, alpha=args.alpha)
         if "refined" in maps:
-            plotting.save_overlay(out / f"{stem}_refined_overlay.png", img, maps["refined"], alpha=args.alpha)
+            with atomic_path(out / f"{stem}_refined_overlay.png") as tmp:
+                plotting.save_overlay(tmp, img, maps["refined"], alpha=args.alpha)
     if "npy" in args.format:
         for key, value in maps.items():
-            np.save(out / f"{stem}_{key}.npy", value)
+            with atomic_path(out / f"{stem}_{key}.npy") as tmp:
+                np.save(tmp, value)
     if "mat" in args.format:
         from scipy.io import savemat
 
-        savemat(out / f"{stem}.mat", {k: np.asarray(v, dtype=np.float64) for k, v in maps.items()})
+        with atomic_path(out / f"{stem}.mat") as tmp:
+            savemat(tmp, {k: np.asarray(v, dtype=np.float64) for k, v in maps.items()})
     if args.figure:
-        plotting.pipeline(img, maps["low"], maps["high"], save=out / f"{stem}_pipeline.png", **params)
+        with atomic_path(out / f"{stem}_pipeline.png") as tmp:
+            plotting.pipeline(img, maps["low"], maps["high"], save=tmp, **params)

@@ -10,7 +10,15 @@ from __future__ import annotations
 import argparse
 import json
 
-from hrcam.cli.common import add_distributed_args, distributed_kwargs, nonneg_float, positive_int
+from hrcam.cli.common import (
+    add_distributed_args,
+    distributed_kwargs,
+    max_steps_arg,
+    nonneg_float,
+    positive_float,
+    positive_int,
+    seed_arg,
+)
 from hrcam.errors import UserError
 
 #: where 'hrcam demo run' keeps the digits demo data (used by 'hrcam demo photos' when present)
@@ -64,11 +72,13 @@ def register_train(train_subparsers) -> None:
     p.add_argument("--im_size", type=positive_int, default=224, help="training image size (default: 224)")
     p.add_argument("--batch_size", type=positive_int, default=8, help="batch size (default: 8)")
     p.add_argument("--epochs", type=positive_int, default=10, help="epochs (default: 10)")
-    p.add_argument("--max_steps", type=int, default=-1, help="stop after this many steps (default: no limit)")
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: 1e-3)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--max_steps", type=max_steps_arg, default=-1, help="stop after this many steps (default: no limit)")
+    p.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate (default: 1e-3)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="random seed (default: 0)")
     p.add_argument("--no_augment", action="store_true", help="turn off the seed's training augmentation")
     p.add_argument("--resume", action="store_true", help="continue from results/<results_name>/checkpoints/last.ckpt")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in results/<results_name> (without it such a run is refused)")
     p.add_argument("--no_progress", action="store_true", help="hide progress bars")
     p.add_argument("--results_root", default="results", help=argparse.SUPPRESS)
     p.add_argument("--logs_root", default="logs", help=argparse.SUPPRESS)
@@ -99,6 +109,9 @@ def run_train_decoder(args) -> int:
     dm = ImagesDataModule(args.data_dir, args.im_size, args.batch_size, augment=not args.no_augment,
                           num_workers=args.num_workers, seed=args.seed)
     backbone = _backbone(args)
+    import torch
+
+    torch.manual_seed(args.seed)  # the decoder's initial weights come from the seed, too
     try:
         net = DecoderNet(backbone, rank=args.rank, width=args.width)
     except ValueError as err:
@@ -109,6 +122,7 @@ def run_train_decoder(args) -> int:
                            rank=args.rank, width=args.width)
     out = fit(module, dm, args.results_name, epochs=args.epochs, results_root=args.results_root,
               logs_root=args.logs_root, monitor="train_loss", mode="min", resume=args.resume,
+              overwrite=args.overwrite,
               progress=not args.no_progress, seed=args.seed, max_steps=args.max_steps,
               **distributed_kwargs(args))
     if out["trainer"].is_global_zero:
@@ -138,7 +152,7 @@ def register_demo(demo_subparsers) -> None:
     p.add_argument("--extra_dir", default=None, metavar="DIR",
                    help=f"more training images for the decoder (default: {DEFAULT_DEMO_DATA}/train when present, "
                         "the digits demo data of 'hrcam demo run')")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="random seed (default: 0)")
     p.set_defaults(func=run_demo_photos)
 
 

@@ -5,7 +5,14 @@ import argparse
 import importlib
 import json
 
-from hrcam.cli.common import add_distributed_args, distributed_kwargs, nonneg_float, positive_int
+from hrcam.cli.common import (
+    add_distributed_args,
+    distributed_kwargs,
+    nonneg_float,
+    positive_float,
+    positive_int,
+    seed_arg,
+)
 
 #: modules adding more ``hrcam train <method>`` sub-commands through ``register_train(subparsers)``
 TRAIN_MODULES: list[str] = ["hrcam.cli.train_baselines", "hrcam.cli.pretrained"]
@@ -30,11 +37,14 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--channels", type=int, choices=(1, 3), default=3, help="1 grayscale or 3 RGB (default: 3)")
     p.add_argument("--num_classes", type=positive_int, default=None,
                    help="number of classes; must match the data's class folders (default: counted from the data)")
-    p.add_argument("--lr", type=float, default=1.0, help="Adadelta learning rate (default: 1.0)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--lr", type=positive_float, default=None,
+                   help="learning rate (default: 1.0 with Adadelta, the seed's; 1e-3 with Adam)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="random seed (default: 0)")
     p.add_argument("--no_augment", action="store_true", help="turn off the seed's training augmentation")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run from results/<results_name>/checkpoints/last.ckpt")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in results/<results_name> (without it such a run is refused)")
     p.add_argument("--results_root", default="results", help=argparse.SUPPRESS)
     p.add_argument("--logs_root", default="logs", help=argparse.SUPPRESS)
     p.add_argument("--limit_train_batches", type=float, default=None, help=argparse.SUPPRESS)
@@ -46,6 +56,11 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--num_blocks", type=positive_int, default=4)
     g.add_argument("--aux_channels", type=positive_int, default=16)
     add_distributed_args(p)
+    s = p.add_argument_group("speed (same math either way)")
+    s.add_argument("--no_channels_last", "--no-channels-last", dest="no_channels_last", action="store_true",
+                   help="keep tensors in NCHW memory format (default: channels-last, faster on CPU)")
+    s.add_argument("--compile", action="store_true",
+                   help="run the network through torch.compile (slow first step; see benchmarks/bench_train.py)")
 
 
 def register(subparsers) -> None:
@@ -68,20 +83,43 @@ def register(subparsers) -> None:
         "full", help="train the FullModel's expansion network (high-res CAMs)",
         description="Train the FullModel: the HalfModel's layers are copied from --half_weight_dir and frozen "
                     "(classification stays identical); only the expansion network and the reconstruction head "
-                    "train. Objective 'reconstruction' (the seed's autoencoder MSE) or 'consistency' "
-                    "(reconstruction + λ·mean((avgpool16(high) − low)²) over all classes).",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                    "train. Two recipes (--preset): 'seed' = the seed's autoencoder ('reconstruction' "
+                    "objective, transposed convolutions, Adadelta); 'localize' = high-res CAMs that follow "
+                    "the object ('faithfulness' objective: the frozen classifier keeps the class on the image "
+                    "masked by the map and loses it on the inverse, with a concave area and an edge-aware "
+                    "smoothness term; resize-convolutions; each low-res cell's mean anchored to the low-res "
+                    "CAM; Adam). 'localize' is the recommended one: it localizes better than the low-res CAM, "
+                    "LayerCAM and the guided-filter CAM on the demo (README, 'Decoder ablation'). Flags below "
+                    "override the preset's parts.",
+        epilog=EPILOG + _FULL_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_common(full)
     full.add_argument("--half_weight_dir", required=True,
                       help="trained HalfModel weights (results/<name>/best_weights.safetensors or its folder)")
-    full.add_argument("--objective", choices=("reconstruction", "consistency"), default="reconstruction",
-                      help="decoder objective (default: reconstruction, the seed's)")
+    full.add_argument("--preset", choices=("seed", "localize"), default="seed",
+                      help="decoder recipe (default: seed; recommended: localize)")
+    full.add_argument("--objective", choices=("reconstruction", "consistency", "smoothness", "faithfulness"), default=None,
+                      help="decoder objective (default: the preset's)")
+    full.add_argument("--upsampling", choices=("transposed", "resize"), default=None,
+                      help="expansion-network upsampling: the seed's 3×3 stride-2 transposed convs, or "
+                           "nearest resize + 3×3 conv (no checkerboard) (default: the preset's)")
+    full.add_argument("--anchor", choices=("none", "bilinear"), default=None,
+                      help="'bilinear': A_high = B + up(A_low − avgpool(B)), the cell means stay the low-res "
+                           "CAM's (default: the preset's)")
+    full.add_argument("--optimizer", choices=("adadelta", "adam"), default=None,
+                      help="optimizer (default: the preset's)")
     full.add_argument("--consistency_weight", type=nonneg_float, default=1.0,
-                      help="λ of the consistency objective (default: 1.0)")
+                      help="λ of the consistency term ('consistency', or 'faithfulness' without an anchor) "
+                           "(default: 1.0)")
     full.set_defaults(func=run_full)
 
     for name in TRAIN_MODULES:
         importlib.import_module(name).register_train(sub)
+
+
+_FULL_EPILOG = """
+example (the recommended recipe):
+  hrcam train full --data_dir D --half_weight_dir results/half --results_name full --preset localize
+"""
 
 
 def _arch(args) -> dict:
@@ -94,8 +132,10 @@ def _settings(args):
     data = FolderData(args.data_dir, im_size=args.im_size, batch_size=args.batch_size, augment=not args.no_augment,
                       num_workers=args.num_workers, channels=args.channels)
     run = RunSettings(args.results_name, epochs=args.epochs, results_root=args.results_root,
-                      logs_root=args.logs_root, resume=args.resume, progress=not args.no_progress, seed=args.seed,
-                      limit_train_batches=args.limit_train_batches, distributed=distributed_kwargs(args))
+                      logs_root=args.logs_root, resume=args.resume, overwrite=args.overwrite,
+                      progress=not args.no_progress, seed=args.seed,
+                      limit_train_batches=args.limit_train_batches, distributed=distributed_kwargs(args),
+                      channels_last=not args.no_channels_last, compile=args.compile)
     return data, run
 
 
@@ -108,13 +148,15 @@ def _finish(out: dict) -> int:
 def run_half(args) -> int:
     from hrcam.train.recipes import train_half
 
-    return _finish(train_half(*_settings(args), arch=_arch(args), lr=args.lr, num_classes=args.num_classes,
+    lr = 1.0 if args.lr is None else args.lr
+    return _finish(train_half(*_settings(args), arch=_arch(args), lr=lr, num_classes=args.num_classes,
                               half_weights=args.half_weight_dir or None))
 
 
 def run_full(args) -> int:
     from hrcam.train.recipes import train_full
 
-    return _finish(train_full(*_settings(args), args.half_weight_dir, arch=_arch(args), objective=args.objective,
-                              consistency_weight=args.consistency_weight, lr=args.lr,
+    return _finish(train_full(*_settings(args), args.half_weight_dir, arch=_arch(args), preset=args.preset,
+                              objective=args.objective, upsampling=args.upsampling, anchor=args.anchor,
+                              optimizer=args.optimizer, consistency_weight=args.consistency_weight, lr=args.lr,
                               num_classes=args.num_classes))

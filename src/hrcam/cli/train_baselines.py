@@ -11,7 +11,16 @@ from __future__ import annotations
 import argparse
 import json
 
-from hrcam.cli.common import add_distributed_args, distributed_kwargs, nonneg_float, positive_int
+from hrcam.cli.common import (
+    add_distributed_args,
+    distributed_kwargs,
+    max_steps_arg,
+    nonneg_float,
+    nonneg_int,
+    positive_float,
+    positive_int,
+    seed_arg,
+)
 
 __all__ = ["register_train"]
 
@@ -40,16 +49,18 @@ def _add_common(p: argparse.ArgumentParser, backbone: str, lr: float, lr_help: s
     p.add_argument("--batch_size", type=positive_int, default=16, help="batch size (default: 16)")
     p.add_argument("--epochs", type=positive_int, default=10, help="epochs (default: 10)")
     p.add_argument("--im_size", type=positive_int, default=224, help="images are resized to im_size×im_size (default: 224)")
-    p.add_argument("--lr", type=float, default=lr, help=lr_help)
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--lr", type=positive_float, default=lr, help=lr_help)
+    p.add_argument("--seed", type=seed_arg, default=0, help="random seed (default: 0)")
     p.add_argument("--no_augment", action="store_true", help="turn off the seed's training augmentation")
     p.add_argument("--num_maps", type=int, default=8, help="maps of this many validation images saved after training (default: 8)")
     p.add_argument("--resume", action="store_true", help="continue from results/<results_name>/checkpoints/last.ckpt")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in results/<results_name> (without it such a run is refused)")
     p.add_argument("--no_progress", action="store_true", help="hide progress bars")
     p.add_argument("--results_root", default="results", help=argparse.SUPPRESS)
     p.add_argument("--logs_root", default="logs", help=argparse.SUPPRESS)
     p.add_argument("--limit_train_batches", type=float, default=None, help=argparse.SUPPRESS)
-    p.add_argument("--max_steps", type=int, default=-1, help=argparse.SUPPRESS)
+    p.add_argument("--max_steps", type=max_steps_arg, default=-1, help=argparse.SUPPRESS)
     add_distributed_args(p)
 
 
@@ -85,6 +96,12 @@ def register_train(sub) -> None:
                       help="'selected' (area + TV terms) or 'ce' (plain cross-entropy) (default: selected)")
     lcam.add_argument("--classifier", default=None, metavar="WEIGHTS",
                       help="frozen classifier trained by 'hrcam train cam' (file or results folder)")
+    lcam.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd",
+                      help="'sgd': the seed's SGD + Nesterov; 'adam': Adam with the same weight decay, converges "
+                           "in a few hundred steps (the demo uses adam, lr 1e-3) (default: sgd)")
+    lcam.add_argument("--features_at", choices=("last_conv", "pool5"), default="last_conv",
+                      help="VGG only: the attention reads conv5_3's maps (14x14 at 224) or the 7x7 maps after "
+                           "the last max-pool (the seed's VGG16_7x7 models) (default: last_conv)")
     lcam.set_defaults(func=run_lcam)
 
     casm = sub.add_parser(
@@ -92,17 +109,24 @@ def register_train(sub) -> None:
         description="CASM (seed 003): the masker reads the classifier's multi-scale features and outputs a mask; "
                     "the masked-out image is scored by the classifier or a random past snapshot. Thinning: "
                     "F (frozen classifier), L (latest only), FL (first + latest), L100 / L1000 (a snapshot every "
-                    "100 / 1000 steps, pool of 30). SGD 1e-3 for the classifier, Adam 1e-3 for the masker.",
+                    "100 / 1000 steps, pool of 30). SGD 1e-3 for the classifier, Adam 1e-3 for the masker. An epoch whose mean mask area is below 1 %% logs a mask-collapse warning.",
         epilog=EPILOG, formatter_class=fmt)
     _add_common(casm, "resnet50", 1e-3, "classifier SGD learning rate (default: 1e-3)")
     casm.add_argument("--thinning", choices=("F", "L", "FL", "L100", "L1000"), default="L1000",
                       help="thinning strategy (default: L1000)")
-    casm.add_argument("--lr_masker", type=float, default=1e-3, help="masker Adam learning rate (default: 1e-3)")
+    casm.add_argument("--lr_masker", type=positive_float, default=1e-3, help="masker Adam learning rate (default: 1e-3)")
     casm.add_argument("--lambda_r", type=nonneg_float, default=None,
                       help="mask-area weight (default: the strategy's: F 2.5, L 14, FL 7.5, L100/L1000 10)")
     casm.add_argument("--pool_size", type=positive_int, default=30, help="snapshots kept (default: 30)")
     casm.add_argument("--smf", type=positive_int, default=None, help="steps between snapshots (default: the strategy's)")
     casm.add_argument("--pool_prob", type=float, default=None, help="probability of scoring with a snapshot (default: the strategy's)")
+    casm.add_argument("--warmup_epochs", type=nonneg_int, default=0,
+                      help="epochs of classifier-only cross-entropy before the masker starts; with F the classifier "
+                           "is frozen after them (default: 0, the seed's recipe; use 1 or more with a weak or "
+                           "untrained classifier, whose masks otherwise collapse)")
+    casm.add_argument("--lambda_ramp_steps", type=nonneg_int, default=0,
+                      help="masker steps over which the area weight grows linearly to --lambda_r (default: 0 = "
+                           "full weight from the start, the seed's recipe)")
     casm.set_defaults(func=run_casm)
 
 
@@ -113,7 +137,8 @@ def _settings(args):
     data = FolderData(args.data_dir, im_size=args.im_size, batch_size=args.batch_size, augment=not args.no_augment,
                       num_workers=args.num_workers)
     run = RunSettings(args.results_name, epochs=args.epochs, results_root=args.results_root,
-                      logs_root=args.logs_root, resume=args.resume, progress=not args.no_progress, seed=args.seed,
+                      logs_root=args.logs_root, resume=args.resume, overwrite=args.overwrite,
+                      progress=not args.no_progress, seed=args.seed,
                       max_steps=args.max_steps, limit_train_batches=args.limit_train_batches,
                       num_maps=args.num_maps, distributed=distributed_kwargs(args))
     return data, run
@@ -143,7 +168,8 @@ def run_lcam(args) -> int:
     from hrcam.train.recipes import train_lcam
 
     return _report(train_lcam(*_settings(args), **_backbone(args), classifier=args.classifier,
-                              variant=args.variant, loss=args.loss, lr=args.lr))
+                              variant=args.variant, loss=args.loss, lr=args.lr, optimizer=args.optimizer,
+                              after_pool=args.features_at == "pool5"))
 
 
 def run_casm(args) -> int:
@@ -152,4 +178,5 @@ def run_casm(args) -> int:
 
     return _report(train_casm(*_settings(args), **_backbone(args), thinning=args.thinning, lr=args.lr,
                               lr_masker=args.lr_masker, lambda_r=args.lambda_r, pool_size=args.pool_size,
-                              smf=args.smf, pool_prob=args.pool_prob))
+                              smf=args.smf, pool_prob=args.pool_prob, warmup_epochs=args.warmup_epochs,
+                              lambda_ramp_steps=args.lambda_ramp_steps))

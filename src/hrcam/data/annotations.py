@@ -220,6 +220,8 @@ def read_demo_annotations(data_dir, split: str | None = None) -> dict[str, Groun
             raise ValueError(f"{path}: entry {rel!r} needs a 'label'")
         boxes = np.asarray(entry.get("boxes", []), dtype=np.float64).reshape(-1, 4)
         mask = entry.get("mask")
+        if mask and not (data_dir / mask).is_file():
+            raise ValueError(f"{path}: the mask of {rel!r} does not exist: {data_dir / mask}")
         parts = Path(rel).parts
         out[rel] = GroundTruth(
             label=str(entry["label"]) if len(parts) < 3 else parts[-2],
@@ -255,6 +257,8 @@ def load_ground_truth(data_dir, split: str = "test", annotations_dir=None,
     data_dir = Path(data_dir)
     if not (data_dir / split).is_dir():
         raise ValueError(f"no {split}/ folder in {data_dir}")
+    if annotations_dir is not None and not Path(annotations_dir).is_dir():
+        raise ValueError(f"--annotations: no such folder: {annotations_dir}")
     if annotations_dir is None and (data_dir / "annotations.json").is_file():
         out = read_demo_annotations(data_dir, split)
     else:

@@ -29,6 +29,7 @@ Same parameters and seed → byte-identical files.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import dataclass
 from functools import lru_cache
@@ -36,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from hrcam.fileio import write_text
 
 __all__ = [
     "TEXTURES",
@@ -237,14 +240,19 @@ def build_demo_dataset(
     test: int = 500,
     seed: int = 0,
     progress: bool = True,
-    overwrite: bool = True,
+    overwrite: bool = False,
 ) -> Path:
     """Write the demo set to ``out`` (layout in the module docstring) and return ``out``.
 
     Sample ``i`` of a split is drawn from its own generator ``default_rng([seed, split, i])``,
     its class is ``i mod 10`` and its digit cycles through that class's shuffled pool, so the result depends only on the
-    arguments. Existing ``train/``, ``test/`` and ``masks/`` folders under ``out`` are replaced
-    (``overwrite=False`` raises ``ValueError`` instead).
+    arguments.
+
+    ``out`` may be missing, empty, or a folder this function wrote before (it holds the
+    :data:`MARKER` file or ``demo_info.json``): then only the demo's own files (``train/<digit>/NNNNN.png``,
+    the matching masks, ``annotations.json``, ``demo_info.json``) are replaced and anything else
+    a user put there stays. Any other non-empty folder raises ``ValueError`` unless
+    ``overwrite=True``, which replaces its ``train/``, ``test/`` and ``masks/`` folders.
     """
     from tqdm.auto import tqdm
 
@@ -252,17 +260,8 @@ def build_demo_dataset(
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     out = Path(out)
-    owned = [out / "train", out / "test", out / "masks", out / "annotations.json",
-             out / "demo_info.json"]
-    if any(p.exists() for p in owned):
-        if not overwrite:
-            raise ValueError(f"out already holds a data set: {out}")
-        for p in owned:
-            if p.is_dir():
-                shutil.rmtree(p)
-            elif p.exists():
-                p.unlink()
-    out.mkdir(parents=True, exist_ok=True)
+    _prepare_out(out, overwrite)
+    (out / MARKER).write_text("written by 'hrcam data demo'; its demo files may be replaced by the next build\n")
 
     pools = load_digit_pools(seed)
     _, targets = _digits()
@@ -284,6 +283,47 @@ def build_demo_dataset(
                 (out / path).parent.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(array).save(out / path, format="PNG")
             annotations[rel] = {"label": sample.label, "boxes": [list(sample.box)], "mask": mask_rel}
-    (out / "annotations.json").write_text(json.dumps(annotations, indent=1, sort_keys=True))
-    (out / "demo_info.json").write_text(json.dumps(_info(size, train, test, seed), indent=1))
+    write_text(out / "annotations.json", json.dumps(annotations, indent=1, sort_keys=True))
+    write_text(out / "demo_info.json", json.dumps(_info(size, train, test, seed), indent=1))
     return out
+
+
+#: the file that marks a folder as written by :func:`build_demo_dataset` (written first)
+MARKER = ".hrcam-demo-data"
+_OWN_FILE = re.compile(r"^(masks/)?(train|test)/[0-9]/[0-9]{5}\.png$")
+
+
+def _prepare_out(out: Path, overwrite: bool) -> None:
+    """Make ``out`` ready for a build without deleting anything the user put there."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a folder")
+    if not out.exists() or not any(out.iterdir()):
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ValueError(f"cannot create {out}: {err.strerror or err}") from None
+        return
+    ours = (out / MARKER).is_file() or (out / "demo_info.json").is_file()
+    if not ours and not overwrite:
+        raise ValueError(f"--out {out} is not empty and was not written by 'hrcam data demo' (no {MARKER} "
+                         "file); choose an empty or new folder, or give --overwrite to replace its train/, "
+                         "test/ and masks/")
+    if not ours:
+        for name in ("train", "test", "masks"):
+            if (out / name).is_dir():
+                shutil.rmtree(out / name)
+        return
+    for name in ("annotations.json", "demo_info.json"):
+        (out / name).unlink(missing_ok=True)
+    for top in ("train", "test", "masks"):
+        root = out / top
+        if not root.is_dir():
+            continue
+        for path in sorted(root.rglob("*"), reverse=True):
+            rel = path.relative_to(out).as_posix()
+            if path.is_file() and _OWN_FILE.match(rel):
+                path.unlink()
+            elif path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
+        if not any(root.iterdir()):
+            root.rmdir()

@@ -56,6 +56,9 @@ def find_split(data_dir: str | os.PathLike | None, split: str) -> Path:
     if data_dir is None or str(data_dir) == "":
         raise UserError(f"no data directory given (pass --data_dir or set {DATA_DIR_ENV})")
     data_dir = Path(data_dir).expanduser()
+    if data_dir.exists() and not data_dir.is_dir():
+        raise UserError(f"data directory {data_dir} is a file, not a folder "
+                        f"(expected {data_dir}/{split}/<class>/<images>)")
     if not data_dir.is_dir():
         raise UserError(f"data directory not found: {data_dir}")
     split_dir = data_dir / split
@@ -82,7 +85,11 @@ def dataset_classes(data_dir: str | os.PathLike) -> list[str]:
     data_dir = Path(data_dir)
     listing = data_dir / "classes.txt"
     if listing.is_file():
-        return list(read_synset_file(listing))
+        classes = list(read_synset_file(listing))
+        if not classes:
+            raise UserError(f"{listing} lists no classes (one 'name [description]' per line expected); "
+                            "fill it in or delete it to use the class folders")
+        return classes
     for split in ("train", "test"):
         if (data_dir / split).is_dir():
             classes = list_class_folders(data_dir / split)

@@ -33,6 +33,7 @@ import torch
 from hrcam.data.transforms import as_batch
 from hrcam.explain.base import Explainer
 from hrcam.explain.registry import create, parse_methods
+from hrcam.fileio import write_text
 from hrcam.jsonio import json_safe
 from hrcam.metrics import faithfulness as faith
 from hrcam.metrics.columns import COLUMN_NOTES, column_keys
@@ -279,13 +280,14 @@ def write_table(rows: list[dict], out_dir, name: str = "compare", meta: dict | N
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"md": out / f"{name}.md", "json": out / f"{name}.json", "csv": out / f"{name}.csv"}
-    paths["md"].write_text(format_markdown(rows))
+    write_text(paths["md"], format_markdown(rows))
     payload = {"columns": columns(rows), "rows": json_safe(rows)}
     if meta:
         payload["meta"] = meta
-    paths["json"].write_text(json.dumps(payload, indent=2))
-    paths["csv"].write_text(format_csv(rows))
+    write_text(paths["json"], json.dumps(payload, indent=2))
+    write_text(paths["csv"], format_csv(rows))
     return paths
+
 
 def write_html(rows: list[dict], out_dir, images, labels=None, ground_truth: dict | None = None,
                examples: dict | None = None, meta: dict | None = None, class_names=None,

@@ -11,6 +11,37 @@ from hrcam.data.folders import ClassFolderDataset, dataset_classes, find_split
 from hrcam.data.transforms import seed_augmentation
 
 
+class EpochShuffle(torch.utils.data.Sampler):
+    """A random order of ``n`` samples drawn from ``(seed, epoch)`` alone.
+
+    Lightning calls :meth:`set_epoch` before every epoch, a resumed run included. Starting an
+    epoch's iteration also seeds torch, NumPy and ``random`` from ``(seed, epoch)``, so the
+    epoch's augmentation and dropout draws do not depend on what ran before: a run resumed from
+    ``last.ckpt`` draws exactly what the uninterrupted run drew.
+    """
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch = int(n), int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:  # noqa: D102 - Lightning's hook
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        import random
+
+        import numpy as np
+
+        s = int(np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0])
+        torch.manual_seed(s)
+        np.random.seed(s)
+        random.seed(s)
+        order = torch.randperm(self.n, generator=torch.Generator().manual_seed(s))
+        return iter(order.tolist())
+
+
 class FolderDataModule(L.LightningDataModule):
     """Train on ``train/``, validate on ``val_split`` (``test/`` as in the seed) when present.
 
@@ -44,9 +75,9 @@ class FolderDataModule(L.LightningDataModule):
         return len(self.classes)
 
     def _loader(self, dataset, shuffle: bool) -> DataLoader:
-        gen = torch.Generator().manual_seed(self.seed)
         return DataLoader(
-            dataset, batch_size=self.batch_size, shuffle=shuffle, generator=gen if shuffle else None,
+            dataset, batch_size=self.batch_size, sampler=EpochShuffle(len(dataset), self.seed) if shuffle else None,
+            generator=torch.Generator().manual_seed(self.seed),
             num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
             # batch norm cannot train on a last batch of one image
             drop_last=shuffle and len(dataset) > self.batch_size and len(dataset) % self.batch_size == 1,

@@ -124,27 +124,40 @@ class DecoderModule(L.LightningModule):
 
 # -- data: images without labels ----------------------------------------------------------------
 
-def find_images(root) -> list[Path]:
-    """Image files under ``root`` (recursively, sorted; hidden files and folders skipped)."""
-    from hrcam.data.folders import _image_extensions
+def find_images(root, skipped: list | None = None) -> list[Path]:
+    """Image files under ``root`` (recursively, sorted; hidden files and folders skipped).
+
+    As in :class:`~hrcam.data.folders.ClassFolderDataset`, every file's header is opened (no
+    decoding): files PIL does not recognise, and decompression bombs, are left out and appended
+    to ``skipped`` when given.
+    """
+    from hrcam.data.folders import _is_image_header
 
     root = Path(root)
-    exts = _image_extensions()
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in exts
-                  and not any(part.startswith(".") for part in p.relative_to(root).parts))
+    found = []
+    for p in sorted(root.rglob("*")):
+        if not p.is_file() or any(part.startswith(".") for part in p.relative_to(root).parts):
+            continue
+        if _is_image_header(p):
+            found.append(p)
+        elif skipped is not None:
+            skipped.append(p)
+    return found
 
 
 class ImageListDataset(Dataset):
     """Images (files or in-memory C×H×W tensors in [0, 1]) resized to ``im_size``, optionally augmented.
 
     Returns ``(image, 0)`` pairs so class-folder and unlabelled data share one batch format.
-    Files PIL cannot decode are replaced by the next readable one.
+    A file that fails to decode is counted (``decode_failures``, ``failed_files``), named in a
+    warning and replaced by the next readable one, as in :class:`~hrcam.data.folders.ClassFolderDataset`.
     """
 
     def __init__(self, items, im_size: int, transform=None):
         if not items:
             raise ValueError("no images given")
         self.items, self.im_size, self.transform = list(items), int(im_size), transform
+        self.decode_failures, self.failed_files, self._bad = 0, [], set()
 
     def __len__(self) -> int:
         return len(self.items)
@@ -161,14 +174,26 @@ class ImageListDataset(Dataset):
         return load_image(item, self.im_size, 3)
 
     def __getitem__(self, i):
-        for k in range(len(self.items)):
-            try:
-                x = self._load(self.items[(i + k) % len(self.items)])
-                break
-            except OSError:
+        import warnings
+
+        n = len(self.items)
+        for k in range(n):
+            j = (i + k) % n
+            if j in self._bad:
                 continue
-        else:  # pragma: no cover - every file unreadable
-            raise ValueError("no readable image in the dataset")
+            try:
+                x = self._load(self.items[j])
+                break
+            except Exception as err:  # any decoder error (OSError, DecompressionBombError, ValueError, ...)
+                self._bad.add(j)
+                self.decode_failures += 1
+                self.failed_files.append(str(self.items[j]))
+                warnings.warn(f"hrcam: could not decode {self.items[j]} ({type(err).__name__}: {err}); "
+                              "using the next image instead", RuntimeWarning, stacklevel=2)
+        else:
+            from hrcam.errors import UserError
+
+            raise UserError(f"none of the {n} training images could be decoded")
         if self.transform is not None:
             x = self.transform(x)
         return x, 0
@@ -188,15 +213,22 @@ class ImagesDataModule(L.LightningDataModule):
         from hrcam.errors import UserError
 
         items: list = []
+        self.skipped_files: list[str] = []
         if data_dir is not None:
             root = Path(data_dir).expanduser()
             if not root.is_dir():
                 raise UserError(f"data directory not found: {root}")
             if (root / "train").is_dir():
                 root = root / "train"
-            items = find_images(root)
+            skipped: list = []
+            items = find_images(root, skipped)
+            self.skipped_files = [str(p) for p in skipped]
+            if skipped:
+                print(f"hrcam: skipped {len(skipped)} file(s) under {root} that are not readable images "
+                      f"(e.g. {skipped[0]})")
             if not items and not extra:
-                raise UserError(f"no images found under {root}")
+                raise UserError(f"no images found under {root}"
+                                + (f" ({len(skipped)} file(s) that are not readable images)" if skipped else ""))
         items += list(extra)
         if not items:
             raise UserError("no training images: give data_dir or extra images")
@@ -208,6 +240,9 @@ class ImagesDataModule(L.LightningDataModule):
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True,
+        from hrcam.train.datamodule import EpochShuffle
+
+        return DataLoader(self.train_set, batch_size=self.batch_size,
+                          sampler=EpochShuffle(len(self.train_set), self.seed),
                           generator=torch.Generator().manual_seed(self.seed), num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from hrcam.errors import UserError
 
-__all__ = ["FolderData", "RunSettings", "train_half", "train_full", "train_cam", "train_lcam", "train_casm"]
+__all__ = ["FolderData", "RunSettings", "decoder_recipe", "train_half", "train_full", "train_cam", "train_lcam", "train_casm"]
 
 
 @dataclass
@@ -39,9 +39,14 @@ class FolderData:
         """The :class:`~hrcam.train.datamodule.FolderDataModule` of this data."""
         from hrcam.train.datamodule import FolderDataModule
 
-        return _user_errors(FolderDataModule, self.data_dir, self.im_size, self.channels, self.batch_size,
-                            augment=self.augment, num_workers=self.num_workers,
-                            seed=run_seed if self.seed is None else self.seed, val_split=self.val_split)
+        dm = _user_errors(FolderDataModule, self.data_dir, self.im_size, self.channels, self.batch_size,
+                          augment=self.augment, num_workers=self.num_workers,
+                          seed=run_seed if self.seed is None else self.seed, val_split=self.val_split)
+        for split, ds in (("train", dm.train_set), ("validation", dm.val_set)):
+            if ds is not None and ds.skipped:
+                print(f"hrcam: skipped {ds.skipped} {split} file(s) that are not readable images "
+                      f"(e.g. {ds.skipped_files[0]})")
+        return dm
 
 
 @dataclass
@@ -53,6 +58,8 @@ class RunSettings:
     results_root: str | Path = "results"
     logs_root: str | Path = "logs"
     resume: bool = False
+    #: replace a run already in ``results_root/results_name`` (without it, such a run is refused)
+    overwrite: bool = False
     progress: bool = True
     seed: int = 0
     max_steps: int = -1
@@ -60,6 +67,10 @@ class RunSettings:
     num_maps: int = 8
     #: ``accelerator`` / ``devices`` / ``strategy`` / … passed to :func:`hrcam.train.runner.fit`
     distributed: dict = field(default_factory=dict)
+    #: HalfModel / FullModel: train in channels-last memory format (faster on CPU, same math)
+    channels_last: bool = True
+    #: HalfModel / FullModel: run the network through ``torch.compile``
+    compile: bool = False
 
 
 def _datamodule(data: FolderData, run: RunSettings, lr: float, backbone_weights):
@@ -104,7 +115,8 @@ def _hrcam_datamodule(data: FolderData, run: RunSettings, arch: dict, num_classe
     return dm
 
 
-def half_weights_state(path, num_classes: int, train_dir, arch: dict) -> tuple[dict, dict]:
+def half_weights_state(path, num_classes: int, train_dir, arch: dict, channels: int | None = None
+                       ) -> tuple[dict, dict]:
     """``(HalfNet state, architecture)`` from HalfModel or FullModel weights, checked against the data.
 
     The architecture the file records wins over ``arch`` where they differ (the file knows its own).
@@ -120,15 +132,27 @@ def half_weights_state(path, num_classes: int, train_dir, arch: dict) -> tuple[d
                         f"{num_classes} class folders")
     if "localization.fc.weight" in state:
         state = {k.removeprefix("localization."): v for k, v in state.items() if k.startswith("localization.")}
+    stem = state.get("encoder.stem.0.weight")
+    if channels is not None and stem is not None and stem.ndim == 4 and stem.shape[1] != channels:
+        kinds = {1: "grayscale (1 channel)", 3: "RGB (3 channels)"}
+        raise UserError(f"the weights in {path} take {kinds.get(stem.shape[1], stem.shape[1])} images but "
+                        f"--channels is {channels}")
     recorded = meta.get("arch") or {}
     return state, {**arch, **{k: recorded[k] for k in ARCH_KEYS if k in recorded}}
 
 
 def _seeded(init_seed: int | None) -> None:
+    """Seed the initial weights (every recipe calls it right before building its network)."""
     if init_seed is not None:
         import torch
 
         torch.manual_seed(init_seed)  # the initial weights, too, come from the seed
+
+
+def _speed(module, run: RunSettings):
+    """The run's memory-format and compile settings on an HR-CAM Lightning module."""
+    module.channels_last, module.compile_net = bool(run.channels_last), bool(run.compile)
+    return module
 
 
 def train_half(data: FolderData, run: RunSettings, *, arch: dict | None = None, lr: float = 1.0,
@@ -140,42 +164,61 @@ def train_half(data: FolderData, run: RunSettings, *, arch: dict | None = None, 
     """
     from hrcam.train.modules import HalfModule
     from hrcam.train.runner import fit
+    from hrcam.weights import state_dict_mismatch
 
     arch = dict(arch or {})
     dm = _hrcam_datamodule(data, run, arch, num_classes)
     state = None
     if half_weights is not None:
-        state, arch = half_weights_state(half_weights, dm.num_classes, dm.train_dir, arch)
-    _seeded(init_seed)
+        state, arch = half_weights_state(half_weights, dm.num_classes, dm.train_dir, arch, data.channels)
+    _seeded(run.seed if init_seed is None else init_seed)
     module = HalfModule(dm.num_classes, data.channels, data.im_size, arch, dm.classes, lr=lr)
     if state is not None:
         try:
             module.net.load_state_dict(state)
         except RuntimeError as err:
-            raise UserError(f"--half_weight_dir does not fit this architecture: {str(err).splitlines()[0]}") from None
-    return fit(module, dm, run.results_name, epochs=run.epochs, results_root=run.results_root,
-               logs_root=run.logs_root, monitor=monitor, mode=mode, resume=run.resume, progress=run.progress,
-               seed=run.seed, limit_train_batches=run.limit_train_batches, **run.distributed)
+            raise UserError(f"--half_weight_dir does not fit this architecture: {state_dict_mismatch(err)}") from None
+    return fit(_speed(module, run), dm, run.results_name, epochs=run.epochs, results_root=run.results_root,
+               logs_root=run.logs_root, monitor=monitor, mode=mode, resume=run.resume, overwrite=run.overwrite,
+               progress=run.progress, seed=run.seed, limit_train_batches=run.limit_train_batches, **run.distributed)
+
+
+def decoder_recipe(preset: str = "seed", **overrides) -> dict:
+    """The decoder settings of ``preset`` (:data:`hrcam.train.modules.PRESETS`) with non-None ``overrides``.
+
+    Keys: ``objective``, ``upsampling``, ``anchor``, ``optimizer``.
+    """
+    from hrcam.train.modules import PRESETS
+
+    if preset not in PRESETS:
+        raise UserError(f"--preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+    return {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
 
 
 def train_full(data: FolderData, run: RunSettings, half_weights, *, arch: dict | None = None,
-               objective: str = "reconstruction", consistency_weight: float = 1.0, lr: float = 1.0,
-               num_classes: int | None = None, init_seed: int | None = None) -> dict:
+               objective: str | None = None, consistency_weight: float = 1.0, lr: float | None = None,
+               num_classes: int | None = None, init_seed: int | None = None, preset: str = "seed",
+               upsampling: str | None = None, anchor: str | None = None, optimizer: str | None = None,
+               faithfulness: dict | None = None) -> dict:
     """The FullModel's expansion network on the frozen HalfModel in ``half_weights``; best by training loss.
 
+    ``preset`` (``seed`` or ``localize``) gives the objective, upsampling, anchor and optimizer;
+    each explicit argument overrides it. ``lr`` None: the optimizer's default (Adadelta 1.0, Adam 1e-3).
     Returns :func:`hrcam.train.runner.fit`'s ``{"best", "last", "trainer"}``.
     """
     from hrcam.train.modules import FullModule
     from hrcam.train.runner import fit
 
+    recipe = decoder_recipe(preset, objective=objective, upsampling=upsampling, anchor=anchor,
+                            optimizer=optimizer)
     arch = dict(arch or {})
     dm = _hrcam_datamodule(data, run, arch, num_classes)
-    state, arch = half_weights_state(half_weights, dm.num_classes, dm.train_dir, arch)
-    _seeded(init_seed)
-    module = FullModule(state, dm.num_classes, data.channels, data.im_size, arch, dm.classes,
-                        objective=objective, consistency_weight=consistency_weight, lr=lr)
-    return fit(module, dm, run.results_name, epochs=run.epochs, results_root=run.results_root,
-               logs_root=run.logs_root, monitor="train_loss", mode="min", resume=run.resume,
+    state, arch = half_weights_state(half_weights, dm.num_classes, dm.train_dir, arch, data.channels)
+    _seeded(run.seed if init_seed is None else init_seed)
+    module = _user_errors(FullModule, state, dm.num_classes, data.channels, data.im_size, arch, dm.classes,
+                          consistency_weight=consistency_weight, lr=lr, faithfulness=faithfulness, **recipe)
+    return fit(_speed(module, run), dm, run.results_name, epochs=run.epochs, results_root=run.results_root,
+               logs_root=run.logs_root, monitor="train_loss", mode="min", resume=run.resume, overwrite=run.overwrite,
                progress=run.progress, seed=run.seed, limit_train_batches=run.limit_train_batches,
                **run.distributed)
 
@@ -185,8 +228,8 @@ def _fit(module, dm, run: RunSettings, monitor: str, mode: str, method: str) -> 
     from hrcam.train.runner import fit
 
     out = fit(module, dm, run.results_name, epochs=run.epochs, results_root=run.results_root,
-              logs_root=run.logs_root, monitor=monitor, mode=mode, resume=run.resume, progress=run.progress,
-              seed=run.seed, max_steps=run.max_steps, limit_train_batches=run.limit_train_batches,
+              logs_root=run.logs_root, monitor=monitor, mode=mode, resume=run.resume, overwrite=run.overwrite,
+              progress=run.progress, seed=run.seed, max_steps=run.max_steps, limit_train_batches=run.limit_train_batches,
               **run.distributed)
     if not out["trainer"].is_global_zero:
         return None
@@ -225,6 +268,7 @@ def train_cam(data: FolderData, run: RunSettings, *, backbone: str = "vgg19", ba
     dm = _datamodule(data, run, lr, backbone_weights)
     if label is not None and not 0 <= label < dm.num_classes:
         raise UserError(f"--label must be a class index in 0..{dm.num_classes - 1}, got {label}")
+    _seeded(run.seed)
     net = _user_errors(CAMNet.build, backbone, dm.num_classes, backbone_weights=backbone_weights,
                        pretrained=pretrained, extra_conv=extra_conv, extra_channels=extra_channels)
     module = _user_errors(CAMModule, net, lr=lr, beta1=beta1, freeze_backbone=freeze_backbone, label=label,
@@ -232,11 +276,13 @@ def train_cam(data: FolderData, run: RunSettings, *, backbone: str = "vgg19", ba
     return _fit(module, dm, run, "val_acc", "max", "camnet")
 
 
-def _lcam_classifier(dm, classifier, backbone: str, backbone_weights, pretrained: bool):
+def _lcam_classifier(dm, classifier, backbone: str, backbone_weights, pretrained: bool, after_pool: bool = False):
     from hrcam.models.baselines.camnet import CAMNet
     from hrcam.models.baselines.feature_backbones import build_feature_backbone
     from hrcam.models.registry import load_network
 
+    if after_pool and (classifier or not backbone.startswith("vgg")):
+        raise UserError("--features_at pool5 needs a VGG --backbone (and no --classifier)")
     if classifier:
         net, meta = load_network(classifier)
         if not isinstance(net, CAMNet):
@@ -244,7 +290,7 @@ def _lcam_classifier(dm, classifier, backbone: str, backbone_weights, pretrained
     else:
         num_classes = None if (backbone_weights or pretrained) else dm.num_classes
         net = _user_errors(build_feature_backbone, backbone, weights=backbone_weights, pretrained=pretrained,
-                           num_classes=num_classes)
+                           num_classes=num_classes, after_pool=after_pool)
         if not (backbone_weights or pretrained):
             print("hrcam: note: the frozen classifier has random weights (give --classifier or --backbone_weights "
                   "to explain a trained one)")
@@ -256,24 +302,30 @@ def _lcam_classifier(dm, classifier, backbone: str, backbone_weights, pretrained
 
 def train_lcam(data: FolderData, run: RunSettings, *, classifier=None, backbone: str = "vgg16",
                backbone_weights=None, pretrained: bool = False, variant: str = "fm", loss: str = "selected",
-               lr: float = 1e-4) -> dict | None:
+               lr: float = 1e-4, optimizer: str = "sgd", after_pool: bool = False) -> dict | None:
     """L-CAM: an attention mechanism on a frozen classifier (``classifier``: ``hrcam train cam`` weights,
-    else the torchvision ``backbone`` with its own head); best by ``val_loss``."""
+    else the torchvision ``backbone`` with its own head); best by ``val_loss``.
+
+    ``optimizer``: ``"sgd"`` (the seed's SGD + Nesterov) or ``"adam"``; ``after_pool``: a VGG's
+    attention reads the maps after its last max-pool (the seed's ``VGG16_7x7`` models)."""
     from hrcam.models.baselines.lcam import LCAMNet
     from hrcam.train.baselines import LCAMModule
 
     dm = _datamodule(data, run, lr, backbone_weights)
-    net = LCAMNet(_lcam_classifier(dm, classifier, backbone, backbone_weights, pretrained), variant=variant)
-    module = _user_errors(LCAMModule, net, loss=loss, lr=lr, im_size=data.im_size, class_names=dm.classes)
+    _seeded(run.seed)
+    net = LCAMNet(_lcam_classifier(dm, classifier, backbone, backbone_weights, pretrained, after_pool), variant=variant)
+    module = _user_errors(LCAMModule, net, loss=loss, lr=lr, optimizer=optimizer, im_size=data.im_size,
+                          class_names=dm.classes)
     return _fit(module, dm, run, "val_loss", "min", "lcam")
 
 
 def train_casm(data: FolderData, run: RunSettings, *, backbone: str = "resnet50", backbone_weights=None,
                pretrained: bool = False, thinning: str = "L1000", lr: float = 1e-3, lr_masker: float = 1e-3,
                lambda_r: float | None = None, pool_size: int = 30, smf: int | None = None,
-               pool_prob: float | None = None) -> dict | None:
+               pool_prob: float | None = None, warmup_epochs: int = 0, lambda_ramp_steps: int = 0) -> dict | None:
     """CASM: a classifier and a masker trained together against a pool of classifier snapshots;
-    best by ``val_loss``."""
+    best by ``val_loss`` after ``warmup_epochs`` of classifier-only training (λ ramped over
+    ``lambda_ramp_steps`` masker steps)."""
     from hrcam.models.baselines.casm import CASMNet
     from hrcam.models.baselines.feature_backbones import build_feature_backbone
     from hrcam.train.baselines import CASMModule
@@ -283,9 +335,11 @@ def train_casm(data: FolderData, run: RunSettings, *, backbone: str = "resnet50"
         raise UserError(f"--lr_masker must be > 0, got {lr_masker}")
     if pool_prob is not None and not 0 <= pool_prob <= 1:
         raise UserError(f"--pool_prob must be in [0, 1], got {pool_prob}")
+    _seeded(run.seed)
     clf = _user_errors(build_feature_backbone, backbone, weights=backbone_weights, pretrained=pretrained,
                        num_classes=dm.num_classes, reset_head=True)
     module = _user_errors(CASMModule, CASMNet(clf), thinning_name=thinning, lambda_r=lambda_r, pool_size=pool_size,
                           pool_prob=pool_prob, smf=smf, lr_classifier=lr, lr_masker=lr_masker, seed=run.seed,
-                          im_size=data.im_size, class_names=dm.classes)
+                          im_size=data.im_size, class_names=dm.classes, warmup_epochs=warmup_epochs,
+                          lambda_ramp_steps=lambda_ramp_steps)
     return _fit(module, dm, run, "val_loss", "min", "casm")

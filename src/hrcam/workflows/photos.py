@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from hrcam.api.pretrained import ANIMAL_CLASSES
+from hrcam.fileio import write_text
 from hrcam.models.pretrained.backbones import build_backbone
 from hrcam.models.pretrained.decoder import DecoderNet, rank_energy
 
@@ -204,9 +205,9 @@ def run_photo_demo(out_dir, *, animals: bool = False, steps: int = 80, im_size: 
             "rank_energy": energy, "decoder_detail": detail,
             "refined": refined is not None, "photos": summary}
     summary_path = out_dir / "photos.json"
-    summary_path.write_text(json.dumps(info, indent=2))
+    write_text(summary_path, json.dumps(info, indent=2))
     page = out_dir / "index.html"
-    page.write_text(_html(info, strips, columns))
+    write_text(page, _html(info, strips, columns))
     return {"figure": figure, "html": page, "summary": summary_path}
 
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hrcam.fileio import write_text
+
 
 def _log(msg: str, progress: bool) -> None:
     if progress:
@@ -42,7 +44,7 @@ class _Stages:
 
     def record(self, name: str, key: str, seconds: float, **info) -> None:
         self.done[name] = {"key": key, "seconds": round(seconds, 2), **info}
-        self.path.write_text(json.dumps(self.done, indent=1))
+        write_text(self.path, json.dumps(self.done, indent=1))
 
     def seconds(self, name: str) -> float:
         return float(self.done.get(name, {}).get("seconds", float("nan")))
@@ -53,7 +55,7 @@ def _save_examples(path: Path, examples: dict) -> None:
                                  for m in examples["mask"]])
     (path.parent).mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, **arrays)
-    path.with_suffix(".boxes.json").write_text(json.dumps(examples["boxes"]))
+    write_text(path.with_suffix(".boxes.json"), json.dumps(examples["boxes"]))
 
 def _load_examples(path: Path) -> dict:
     with np.load(path) as z:

@@ -5,14 +5,13 @@ import json
 import time
 from pathlib import Path
 
+from hrcam.fileio import write_text
 from hrcam.jsonio import json_safe
 from hrcam.workflows.demo.cache import _key, _log, _Stages
 from hrcam.workflows.demo.config import DemoConfig
-from hrcam.workflows.demo.report import COMPARE_COLUMNS
 
 PRETRAINED_LABELS = {"low": "low-res CAM", "high": "high-res CAM", "refined": "refined"}
 
-NEIGHBOUR_NAMES = {"camnet": "CAM (Zhou et al., camnet)", "lcam": "L-CAM-Fm", "casm": "CASM"}
 
 def _extra_pretrained(out: Path, data_dir: Path, cfg: DemoConfig, stages: _Stages, data_key: str,
                       progress: bool) -> dict:
@@ -42,7 +41,7 @@ def _extra_pretrained(out: Path, data_dir: Path, cfg: DemoConfig, stages: _Stage
     record = {"settings": ps, "summary": json_safe(res.summary), "count": len(res.paths),
               "accuracy": cls["top1"], "top5": cls["top5"], "info": json_safe(info), "seconds": seconds}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=1))
+    write_text(path, json.dumps(record, indent=1))
     stages.record("extra_pretrained", key, time.perf_counter() - t0, **{f"seconds_{k}": v for k, v in seconds.items()})
     return record
 
@@ -70,23 +69,23 @@ def _subset_data(data_dir: Path, dest: Path, train: int, test: int) -> Path:
             for f in files:
                 (dest / f).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(data_dir / f, dest / f)
-    (dest / "annotations.json").write_text(json.dumps(kept))
+    write_text((dest / "annotations.json"), json.dumps(kept))
     return dest
 
 def _extra_neighbours(out: Path, data_dir: Path, cfg: DemoConfig, stages: _Stages, data_key: str,
                       progress: bool) -> dict:
-    """Stage ``extra_neighbours``: CAM, L-CAM and CASM on a subset of the demo data, scored with
-    ``hrcam compare``'s metrics on the subset's test images."""
-    from hrcam.workflows.baselines_demo import neighbour_rows, train_neighbours
+    """Stage ``extra_neighbours``: CAM, L-CAM-Fm/-Img and CASM (per thinning strategy) on a subset of the
+    demo data, and each paper's headline comparison on the subset's test images."""
+    from hrcam.workflows.baselines_demo import baseline_tables, train_neighbours, verdicts
 
     nb = cfg.extra_settings("neighbours")
     key = _key(data_key, nb, cfg.seed)
     path = out / "extras" / "neighbours.json"
     cached = stages.cached_json("extra_neighbours", key, path, progress, "CAM / L-CAM / CASM")
-    if cached is not None:
+    if cached is not None and "tables" in cached:
         return cached
-    _log(f"extra 'neighbours': CAM, L-CAM, CASM on {nb['backbone']}, {nb['train']} train / {nb['test']} "
-         f"test images, {nb['im_size']} px, {nb['epochs']} epochs", progress)
+    _log(f"extra 'baselines': CAM, L-CAM, CASM {'/'.join(nb['thinnings'])} on {nb['backbone']}, {nb['train']} "
+         f"train / {nb['test']} test images, {nb['im_size']} px", progress)
     t0 = time.perf_counter()
     sub = _subset_data(data_dir, out / "extras" / "neighbours_data", nb["train"], nb["test"])
     seconds: dict = {}
@@ -94,25 +93,53 @@ def _extra_neighbours(out: Path, data_dir: Path, cfg: DemoConfig, stages: _Stage
     weights = train_neighbours(sub, out / "extras" / "neighbours", seed=cfg.seed, progress=progress,
                                seconds=seconds, **train_kw)
     t1 = time.perf_counter()
-    rows = neighbour_rows(weights, sub, batch_size=nb["score_batch"], progress=progress)
+    tables = baseline_tables(weights, sub, batch_size=nb["score_batch"])
     seconds["score"] = round(time.perf_counter() - t1, 2)
-    record = {"settings": nb, "rows": json_safe(rows), "seconds": seconds}
-    path.write_text(json.dumps(record, indent=1))
+    record = {"settings": nb, "tables": json_safe(tables), "verdicts": verdicts(tables), "seconds": seconds}
+    write_text(path, json.dumps(record, indent=1))
     stages.record("extra_neighbours", key, time.perf_counter() - t0, **{f"seconds_{k}": v for k, v in seconds.items()})
     return record
 
-def _neighbours_table(record: dict):
+#: the columns of each comparison table: (key, header)
+BASELINE_COLUMNS = {
+    "cam": [("clean_top1", "classifier acc."), ("pxap", "PxAP"), ("best_iou", "best-threshold IoU"),
+            ("maxboxacc_v2", "MaxBoxAccV2"), ("mask_iou", "mask IoU"), ("pointing_game", "pointing game"),
+            ("box_acc_cam", "box acc. (CAM rule)")],
+    "lcam": [(f"{m}@{q}", f"{m} {k} kept") for q, k in (("0", "100 %"), ("0.5", "50 %"), ("0.85", "15 %"))
+             for m in ("AD", "IC")] + [("pxap", "PxAP")],
+    "casm": [("clean_top1", "classifier acc."), ("le_casm", "LE (CASM rule)"), ("box_acc_casm", "box acc. (CASM rule)"),
+             ("pxap", "PxAP"), ("mask_iou", "mask IoU"), ("mask_area", "mean mask"), ("masked_in_top1", "masked-in acc."),
+             ("masked_out_top1", "masked-out acc."), ("inpainted_top1", "inpainted acc.")],
+}
+BASELINE_TITLES = {
+    "cam": "CAM (Zhou et al.): GAP-CAM against the centre prior and Grad-CAM on the same network",
+    "lcam": "L-CAM: L-CAM-Img / L-CAM-Fm against Grad-CAM, Grad-CAM++, Score-CAM on the same frozen classifier",
+    "casm": "CASM: classifier-dependent (F) against classifier-agnostic (L, L100) masks",
+}
+
+
+def _neighbours_tables(record: dict) -> list:
+    """The three comparison tables of the baselines extra, each with its verdict and the settings."""
     from hrcam.viz.report import table_from_records
 
     nb, sec = record["settings"], record["seconds"]
-    rows = {NEIGHBOUR_NAMES.get(r["method"], r["method"]): r for r in record["rows"]}
     times = ", ".join(f"{k} {v:.0f} s" for k, v in sec.items())
-    return table_from_records(
-        f"CAM / L-CAM / CASM trained on the demo data ({nb['train']} train / {nb['test']} test images)",
-        rows, [("clean_top1", "classifier acc."), *COMPARE_COLUMNS], "method",
-        note=(f"Small settings: {nb['backbone']}{' (offline ImageNet weights)' if nb['pretrained'] else ''}, "
-              f"{nb['im_size']} px, batch {nb['batch_size']}, {nb['epochs']} epochs, CAM extra conv "
-              f"{nb['extra_channels']} channels, L-CAM-Fm on the trained CAM classifier (lr {nb['lcam_lr']}), "
-              f"CASM thinning {nb['thinning']}. Wall time: {times}. Each method explains its own "
-              "classifier, so these rows are not on the FullModel above; same columns as the "
-              "comparison table."))
+    setting = (f"{nb['backbone']}{' (offline ImageNet weights)' if nb['pretrained'] else ''}, {nb['im_size']} px, "
+               f"{nb['train']} train / {nb['test']} test images, batch {nb['batch_size']}. Wall time: {times}.")
+    notes = {
+        "cam": f"CAM: {nb['epochs']} epochs, Adam lr {nb['cam_lr']}, extra conv {nb['extra_channels']} channels; "
+               "Grad-CAM at the backbone's last maps (at CAM's own layer it is ReLU(CAM)).",
+        "lcam": f"L-CAM on the CAM network above (frozen): {nb['lcam_epochs']} epoch(s), {nb['lcam_optimizer']} "
+                f"lr {nb['lcam_lr']}; every method at the layer L-CAM reads; AD lower / IC higher is better.",
+        "casm": f"CASM: {nb['casm_epochs']} epochs of which {nb['casm_warmup_epochs']} classifier warm-up, classifier "
+                f"SGD lr {nb['casm_lr']}; each explains its own classifier; LE lower, masked-out accuracy lower "
+                "and masked-in / inpainted higher mean the mask holds the evidence.",
+    }
+    tables = []
+    for name, rows in (record.get("tables") or {}).items():
+        if not rows:
+            continue
+        verdict = (record.get("verdicts") or {}).get(name, "")
+        tables.append(table_from_records(BASELINE_TITLES[name], rows, BASELINE_COLUMNS[name], "method",
+                                         note=f"{verdict} {notes[name]} {setting}".strip()))
+    return tables

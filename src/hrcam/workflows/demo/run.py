@@ -6,11 +6,13 @@ import math
 import time
 from pathlib import Path
 
+from hrcam.fileio import write_text
 from hrcam.jsonio import json_safe
 from hrcam.viz.gallery import gallery_figure
 from hrcam.workflows.demo.cache import _key, _load_examples, _log, _save_examples, _Stages
 from hrcam.workflows.demo.config import DemoConfig
-from hrcam.workflows.demo.extras import PRETRAINED_LABELS, _extra_neighbours, _extra_pretrained, _neighbours_table
+from hrcam.workflows.demo.extras import PRETRAINED_LABELS, _extra_neighbours, _extra_pretrained, _neighbours_tables
+from hrcam.workflows.demo.maps_table import BASELINES, GALLERY_COLUMNS, collect_maps, score_maps
 from hrcam.workflows.demo.report import _best_maps, _compare_table, _kind_label, _write_report
 from hrcam.workflows.demo.training import _train_full, _train_half
 
@@ -31,7 +33,7 @@ def run_demo(out="results/demo", data_dir="data/demo", config: DemoConfig | None
 
 def _run(out: Path, data_dir: Path, cfg: DemoConfig, force: bool, progress: bool, extra_tables) -> dict:
     from hrcam.data.demo import FORMAT_VERSION, build_demo_dataset, demo_dataset_exists
-    from hrcam.evaluation.localization import MAP_LABELS, evaluate_localization
+    from hrcam.evaluation.localization import MAP_LABELS, evaluate_localization, select_indices
     from hrcam.metrics.classification import classification_metrics
     from hrcam.metrics.localization import pointing_tolerance
 
@@ -70,10 +72,10 @@ def _run(out: Path, data_dir: Path, cfg: DemoConfig, force: bool, progress: bool
     results: dict[str, dict] = {}
     classification = None
     for obj in cfg.objectives:
-        full_key = _key(half_key, obj, cfg.full_epochs, cfg.consistency_weight)
+        full_key = _key(half_key, obj, cfg.epochs_of(obj), cfg.consistency_weight, cfg.recipe_of(obj))
         weights = out / f"full_{obj}" / "last_weights.safetensors"
         if not stages.fresh(f"train_full_{obj}", full_key, [weights]):
-            _log(f"training the FullModel decoder, objective '{obj}' ({cfg.full_epochs} epochs)", progress)
+            _log(f"training the FullModel decoder, objective '{obj}' ({cfg.epochs_of(obj)} epochs)", progress)
             t0 = time.perf_counter()
             weights = _train_full(cfg, data_dir, out, half_weights, obj, progress)
             stages.record(f"train_full_{obj}", full_key, time.perf_counter() - t0, weights=str(weights))
@@ -93,7 +95,7 @@ def _run(out: Path, data_dir: Path, cfg: DemoConfig, force: bool, progress: bool
             record = {"summary": json_safe(res.summary), "classification": json_safe(cls),
                       "count": len(res.paths)}
             eval_json.parent.mkdir(parents=True, exist_ok=True)
-            eval_json.write_text(json.dumps(record, indent=1))
+            write_text(eval_json, json.dumps(record, indent=1))
             _save_examples(examples_path, res.examples)
             stages.record(f"evaluate_{obj}", eval_key, time.perf_counter() - t0)
         else:
@@ -102,8 +104,32 @@ def _run(out: Path, data_dir: Path, cfg: DemoConfig, force: bool, progress: bool
         results[obj] = record
         classification = classification or record["classification"]
 
-    # 5. explanation methods side by side (hrcam compare) on the primary FullModel ------------
+    # 4b. every map and baseline on the same test images, threshold-free (the headline table) ---
     primary = cfg.objectives[0]
+    table_key = _key(*(stages.done[f"train_full_{o}"]["key"] for o in cfg.objectives), cfg.limit, cfg.gallery,
+                     BASELINES)
+    table_json = out / "evaluation" / "maps_table.json"
+    table_examples = out / "evaluation" / "maps_examples.npz"
+    if not stages.fresh("maps_table", table_key, [table_json, table_examples]):
+        _log("scoring every map and baseline on the test split (PxAP, best IoU, MaxBoxAccV2)", progress)
+        t0 = time.perf_counter()
+        weights = {o: out / f"full_{o}" / "last_weights.safetensors" for o in cfg.objectives}
+        all_maps, images, labels, preds, masks, boxes = collect_maps(weights, data_dir, cfg.size, cfg.limit,
+                                                                     primary, progress=progress)
+        scores = score_maps(all_maps, masks, boxes)
+        table_json.write_text(json.dumps(json_safe({"scores": scores, "count": int(len(labels)),
+                                                    "accuracy": float((labels == preds).mean())}), indent=1))
+        pick = select_indices(len(labels), cfg.gallery)
+        _save_examples(table_examples, {"image": images[pick], "label": labels[pick].tolist(),
+                                        "pred": preds[pick].tolist(), "mask": [masks[i] for i in pick],
+                                        "boxes": [boxes[i] for i in pick],
+                                        **{k: all_maps[k][pick] for k in GALLERY_COLUMNS}})
+        stages.record("maps_table", table_key, time.perf_counter() - t0)
+    else:
+        _log("reusing the scores of every map", progress)
+    maps_table = json.loads(table_json.read_text())
+
+    # 5. explanation methods side by side (hrcam compare) on the primary FullModel ------------
     compare_table = None
     if cfg.compare_methods and cfg.compare_limit > 0:
         primary_key = stages.done[f"train_full_{primary}"]["key"]
@@ -129,12 +155,15 @@ def _run(out: Path, data_dir: Path, cfg: DemoConfig, force: bool, progress: bool
     # 6. figures and report --------------------------------------------------------------------
     t0 = time.perf_counter()
     figures = []
+    gallery_figure(_load_examples(table_examples), out / "gallery.png", n=cfg.gallery,
+                   title=f"decoder objective: {primary}", columns=GALLERY_COLUMNS)
+    figures.append((primary, "gallery.png"))
     for obj in cfg.objectives:
         ex = _load_examples(out / "evaluation" / f"{obj}_examples.npz")
-        gallery_figure(ex, out / f"gallery_{obj}.png", n=cfg.gallery,
-                       title=f"decoder objective: {obj}")
-        figures.append((obj, f"gallery_{obj}.png"))
-        if obj == primary:
+        if obj != primary:
+            gallery_figure(ex, out / f"gallery_{obj}.png", n=cfg.gallery, title=f"decoder objective: {obj}")
+            figures.append((obj, f"gallery_{obj}.png"))
+        else:
             from hrcam.viz.plotting import pipeline as pipeline_figure
 
             pipeline_figure(ex["image"][0], ex["low"][0], ex["high"][0], save=out / "pipeline.png")
@@ -160,6 +189,7 @@ def _run(out: Path, data_dir: Path, cfg: DemoConfig, force: bool, progress: bool
         "classification": {"accuracy": classification["top1"], "top5": classification["top5"],
                            "macro_f1": classification["macro"]["f1"],
                            "num_samples": classification["num_samples"]},
+        "threshold_free": maps_table,
         "maps": maps,
         "map_labels": labels,
         "primary_objective": primary,
@@ -173,13 +203,16 @@ def _run(out: Path, data_dir: Path, cfg: DemoConfig, force: bool, progress: bool
     stage_total = sum(v for v in wall.values() if math.isfinite(v))
     wall["all_stages"] = round(stage_total, 2)
     wall["this_run"] = round(time.perf_counter() - start, 2)
-    (out / "metrics.json").write_text(json.dumps(json_safe(metrics), indent=1))
+    write_text((out / "metrics.json"), json.dumps(json_safe(metrics), indent=1))
     extra = ([compare_table] if compare_table is not None else [])
     if "neighbours" in extras:
-        extra.append(_neighbours_table(extras["neighbours"]))
+        extra += _neighbours_tables(extras["neighbours"])
     extra += list(extra_tables)
-    _write_report(out, cfg, metrics, classification, figures, extra)
-    _log(f"wrote {out / 'report.md'} and {out / 'metrics.json'}", progress)
+    from hrcam.viz.html_report import gallery_from_examples
+
+    html_gallery = gallery_from_examples(_load_examples(table_examples), GALLERY_COLUMNS, n=cfg.gallery)
+    _write_report(out, cfg, metrics, classification, figures, extra, gallery=html_gallery)
+    _log(f"wrote {out / 'report.md'}, {out / 'report.html'} and {out / 'metrics.json'}", progress)
     return metrics
 
 def _compare(out: Path, data_dir: Path, cfg: DemoConfig, weights: Path, progress: bool) -> None:

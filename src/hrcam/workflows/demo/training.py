@@ -16,7 +16,7 @@ def _data(cfg: DemoConfig, data_dir: Path, batch_factor: int = 1, seed_offset: i
 
 def _run(cfg: DemoConfig, out: Path, name: str, epochs: int, progress: bool) -> RunSettings:
     return RunSettings(name, epochs=epochs, results_root=out, logs_root=out / "logs", progress=progress,
-                       seed=cfg.seed, distributed={"accelerator": "cpu", "devices": 1})
+                       overwrite=True, seed=cfg.seed, distributed={"accelerator": "cpu", "devices": 1})
 
 
 def _train_half(cfg: DemoConfig, data_dir: Path, out: Path, progress: bool) -> Path:
@@ -34,7 +34,7 @@ def _train_half(cfg: DemoConfig, data_dir: Path, out: Path, progress: bool) -> P
 def _train_full(cfg: DemoConfig, data_dir: Path, out: Path, half_weights: Path, objective: str,
                 progress: bool) -> Path:
     """The FullModel for one decoder ``objective`` (:func:`hrcam.train.recipes.train_full`)."""
-    res = train_full(_data(cfg, data_dir), _run(cfg, out, f"full_{objective}", cfg.full_epochs, progress),
-                     half_weights, arch=dict(cfg.arch), objective=objective,
-                     consistency_weight=cfg.consistency_weight, init_seed=cfg.seed)
+    res = train_full(_data(cfg, data_dir), _run(cfg, out, f"full_{objective}", cfg.epochs_of(objective), progress),
+                     half_weights, arch=dict(cfg.arch), consistency_weight=cfg.consistency_weight,
+                     init_seed=cfg.seed, **cfg.recipe_of(objective))
     return Path(res["last"])
