@@ -20,7 +20,7 @@ MBConv: [1×1 expand conv, BN, ReLU6] (when e≠1) → k×k depthwise conv (stri
 1×1 project conv, BN; plus the input when s=1 and the channel count is unchanged.
 Convolutions have no bias; BN eps 1e-3. Padding is symmetric, (k−1)/2.
 
-Input: ImageNet mean/std-normalized RGB (the adapter in :mod:`hrcam.models.pretrained.backbones` does it).
+Input: ImageNet mean/std-normalized RGB (the backbone adapter, :mod:`hrcam.models.backbones`, does it).
 """
 from __future__ import annotations
 
