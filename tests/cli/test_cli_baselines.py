@@ -52,6 +52,10 @@ def test_parser_defaults_are_the_seeds():
         p.parse_args(["casm", "--data_dir", "d", "--results_name", "r", "--thinning", "L10"])
     with pytest.raises(SystemExit):  # one weights source at a time
         p.parse_args(["cam", "--data_dir", "d", "--results_name", "r", "--pretrained", "--backbone_weights", "w"])
+    # the convergence aids are off by default: the seeds' recipes
+    assert (casm.warmup_epochs, casm.lambda_ramp_steps, lcam.optimizer, lcam.features_at) == (0, 0, "sgd", "last_conv")
+    with pytest.raises(SystemExit):
+        p.parse_args(["casm", "--data_dir", "d", "--results_name", "r", "--warmup_epochs", "-1"])
 
 
 def test_user_errors(tmp_path, data_dir):
@@ -68,6 +72,9 @@ def test_user_errors(tmp_path, data_dir):
     torch.save(torch.nn.Linear(2, 2).state_dict(), tmp_path / "linear.pt")
     args = p.parse_args(["casm", *common(tmp_path, data_dir, "x"), "--backbone_weights", str(tmp_path / "linear.pt")])
     with pytest.raises(UserError, match="do not fit resnet18"):
+        args.func(args)
+    args = p.parse_args(["lcam", *common(tmp_path, data_dir, "x"), "--features_at", "pool5"])
+    with pytest.raises(UserError, match="pool5 needs a VGG"):
         args.func(args)
 
 

@@ -168,3 +168,79 @@ def test_seeded_runs_repeat():
         module, net, opt_c, opt_m = setup("L100", smf=1, seed=3)
         losses.append([o["loss"].item() for o in run(module, net, opt_c, opt_m, x, y, 2)])
     assert losses[0] == losses[1]
+
+
+# -- convergence aids (issue 13): warm-up, λ ramp, collapse detection ----------------------------
+def test_masker_steps_lift_a_nearly_empty_mask_above_the_collapse_floor():
+    # an easy set: every clean prediction is correct, so the entropy term (make the masked-out image
+    # uncertain) drives the mask; it starts at 0.25 % area, below the 1 % floor
+    from hrcam.train.baselines import COLLAPSE_AREA
+
+    module, net, opt_c, opt_m = setup("F")
+    with torch.no_grad():
+        net.masker.final.bias.fill_(-6.0)
+        net.masker.final.weight.zero_()
+    for g in opt_m.param_groups:
+        g["lr"] = 5e-2
+    x = torch.rand(4, 3, 32, 32)
+    with torch.no_grad():
+        y = net.classifier(x).argmax(1)
+    out = run(module, net, opt_c, opt_m, x, y, 6)
+    assert out[0]["mask_mean"] < COLLAPSE_AREA
+    assert out[-1]["mask_mean"] > COLLAPSE_AREA
+
+
+def test_a_collapsed_epoch_is_warned_about_and_a_healthy_one_is_not():
+    from hrcam.train.baselines import MaskCollapseWarning
+
+    module, net, opt_c, opt_m = setup("L")
+    with torch.no_grad():
+        net.masker.final.weight.zero_()
+        net.masker.final.bias.fill_(-20.0)  # forced collapse: mask ≈ 0 everywhere
+    x, y = torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 2, 0])
+    for o in run(module, net, opt_c, opt_m, x, y, 2):  # the module's own per-epoch bookkeeping
+        module._area[0] += float(o["mask_mean"])
+        module._area[1] += 1
+    with pytest.warns(MaskCollapseWarning, match="mean mask area 0.00 %"):
+        module.on_train_epoch_end()
+    assert module.collapsed_epochs == [0]
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not module.check_collapse(0.2, 1)  # 20 % of the image: no warning
+    assert module.collapsed_epochs == [0]
+
+
+def test_lambda_ramp_and_warmup_optimizers():
+    net = CASMNet(build_feature_backbone("resnet18", num_classes=3))
+    module = CASMModule(net, thinning_name="L100", lambda_ramp_steps=4)
+    lams = []
+    for step in range(6):
+        module.casm_steps = step
+        lams.append(module.current_lambda())
+    assert lams == [2.5, 5.0, 7.5, 10.0, 10.0, 10.0]  # λ = 10 for L100, reached after 4 masker steps
+    assert CASMModule(net, thinning_name="F").current_lambda() == 2.5  # no ramp: the seed's λ at once
+    # F with a warm-up trains its classifier first, so it gets a classifier optimizer too
+    f = CASMModule(CASMNet(build_feature_backbone("resnet18", num_classes=3)), thinning_name="F", warmup_epochs=1)
+    opts = f.configure_optimizers()
+    assert isinstance(opts, list) and isinstance(opts[0], torch.optim.SGD)
+    assert f.in_warmup() and all(p.requires_grad for p in f.net.classifier.parameters())
+    with pytest.raises(ValueError, match="warmup_epochs"):
+        CASMModule(net, warmup_epochs=-1)
+
+
+def test_warmed_up_training_repeats_bit_identically(tmp_path):
+    from hrcam.train.recipes import FolderData, RunSettings, train_casm
+    from hrcam.weights import load_weights
+    from tests.helpers import make_colour_dataset
+
+    data = FolderData(make_colour_dataset(tmp_path / "d", per_class=(4, 2)), im_size=32, batch_size=6, augment=False)
+    states = []
+    for i in range(2):
+        run = RunSettings(f"r{i}", epochs=2, results_root=tmp_path / "res", logs_root=tmp_path / "logs",
+                          progress=False, num_maps=0, seed=5)
+        report = train_casm(data, run, backbone="resnet18", thinning="F", warmup_epochs=1)
+        states.append(load_weights(report["last"])[0])
+    assert set(states[0]) == set(states[1])
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])

@@ -142,12 +142,52 @@ def test_explanations_are_pre_sigmoid_maps_of_the_target_class():
     assert not torch.allclose(out.maps, m0)
 
 
-def test_vgg16_fm_reads_conv5_3_maps():
-    net = LCAMNet(build_feature_backbone("vgg16", num_classes=3), "fm").eval()
+def test_vgg16_fm_reads_conv5_3_maps_and_the_7x7_variant_the_maps_after_pool5():
+    bb = build_feature_backbone("vgg16", num_classes=3)
+    net = LCAMNet(bb, "fm").eval()
     assert net.attention.conv.in_channels == 512
+    x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
-        logits, a = net.attend(torch.rand(1, 3, 32, 32), torch.tensor([1]))
-    assert a.shape == (1, 2, 2) and logits.shape == (1, 3)  # S/16 maps
+        logits, a = net.attend(x, torch.tensor([1]))
+        clean = bb(x)
+    assert a.shape == (1, 4, 4) and logits.shape == (1, 3)  # S/16 maps
+    # the seed's VGG16_7x7 models: the same weights, the attention on the S/32 maps after pool5
+    pooled = build_feature_backbone("vgg16", weights=bb.net.state_dict(), after_pool=True).eval()
+    net7 = LCAMNet(pooled, "img").eval()
+    with torch.no_grad():
+        c, logits7 = net7.explain(x)
+        assert torch.allclose(logits7, clean, atol=1e-5)  # head and features still compose to the classifier
+    assert c.shape == (1, 3, 2, 2)
+    from hrcam.models.baselines.classifiers import build_classifier, classifier_config
+
+    assert classifier_config(pooled)["after_pool"] and build_classifier(classifier_config(pooled)).after_pool
+    with pytest.raises(ValueError, match="after_pool"):
+        build_feature_backbone("resnet18", after_pool=True)
+
+
+def test_adam_steps_lower_the_loss_and_make_the_class_maps_differ():
+    cam = CAMNet.build("resnet18", 3, extra_channels=8).eval()
+    net = LCAMNet(cam, "fm")
+    set_attention(net, 0.0)  # every class starts with the same (flat) map
+    module = LCAMModule(net, optimizer="adam", lr=1e-2)
+    opt = module.configure_optimizers()["optimizer"]
+    assert isinstance(opt, torch.optim.Adam) and [g["lr"] for g in opt.param_groups] == [1e-2, 2e-2]
+    module.train()
+    x, y = torch.rand(6, 3, 64, 64), torch.tensor([0, 1, 2, 0, 1, 2])
+    losses = []
+    for _ in range(8):
+        logits, a = net.attend(x, y)
+        loss = lcam_loss(logits, y, a)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+    with torch.no_grad():
+        c, _ = net.eval().explain(x[:1])
+    assert not torch.allclose(c[0, 0], c[0, 1], atol=1e-3) and not torch.allclose(c[0, 1], c[0, 2], atol=1e-3)
+    with pytest.raises(ValueError, match="optimizer"):
+        LCAMModule(net, optimizer="rmsprop")
 
 
 def test_cam_network_as_the_frozen_classifier():

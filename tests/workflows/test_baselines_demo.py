@@ -1,20 +1,47 @@
-"""The demo rows for CAM / L-CAM / CASM at micro scale (the real demo uses DEMO_SETTINGS)."""
+"""The baselines extra at micro scale: CAM / L-CAM-Fm / L-CAM-Img / CASM F+L, the three paper tables, verdicts."""
 import math
 
 from hrcam.data.demo import build_demo_dataset
-from hrcam.workflows.baselines_demo import DEMO_SETTINGS, neighbour_rows, train_neighbours
+from hrcam.workflows.baselines_demo import DEMO_SETTINGS, baseline_tables, train_neighbours, verdicts
 
 
-def test_train_and_score_the_three_methods_on_demo_data(tmp_path):
+def test_train_and_score_the_baselines_on_demo_data(tmp_path):
     data = build_demo_dataset(tmp_path / "demo", size=32, train=20, test=4, seed=0, progress=False)
+    seconds = {}
     weights = train_neighbours(data, tmp_path / "out", backbone="resnet18", pretrained=False, im_size=32,
-                               batch_size=10, epochs=1, extra_channels=8)
-    assert set(weights) == {"cam", "lcam", "casm"}
+                               batch_size=10, epochs=1, extra_channels=8, thinnings=("F", "L"), casm_epochs=2,
+                               seconds=seconds)
+    assert set(weights) == set(seconds) == {"cam", "lcam_fm", "lcam_img", "casm_F", "casm_L"}
     assert all((w / "best_weights.safetensors").is_file() for w in weights.values())
-    rows = neighbour_rows(weights, data, limit=4, batch_size=4)
-    assert [r["method"] for r in rows] == ["camnet", "lcam", "casm"]
-    for r in rows:
-        assert r["images"] == 4 and 0 <= r["clean_top1"] <= 1
-        assert "pointing_game" in r and "energy_pointing_game" in r  # the demo's exact ground truth was used
-        assert math.isfinite(r["AD@0"])
+    tables = baseline_tables(weights, data, limit=4, batch_size=4, scorecam_batch=8)
+    assert list(tables["cam"]) == ["CAM", "centre prior", "Grad-CAM (backbone maps)"]
+    assert list(tables["lcam"]) == ["L-CAM-Img", "L-CAM-Fm", "Grad-CAM", "Grad-CAM++", "Score-CAM"]
+    assert list(tables["casm"]) == ["CASM F", "CASM L"]
+    for rows in tables.values():
+        for r in rows.values():
+            assert r["images"] == 4 and 0 <= r["clean_top1"] <= 1
+    # every row of a table explains the same classifier on the same images
+    assert len({r["clean_top1"] for r in (*tables["cam"].values(), *tables["lcam"].values())}) == 1
+    assert "mask_iou" in tables["cam"]["CAM"] and math.isfinite(tables["lcam"]["L-CAM-Fm"]["AD@0.85"])
+    assert all("IC@0.5" in r for r in tables["lcam"].values())
+    assert {"le_casm", "masked_out_top1", "inpainted_top1"} <= set(tables["casm"]["CASM L"])
+    v = verdicts(tables)
+    assert set(v) == {"cam", "lcam", "casm"}
+    assert all(("reproduce" in s) for s in v.values())
     assert DEMO_SETTINGS["backbone"] == "efficientnet_lite0" and DEMO_SETTINGS["pretrained"]
+
+
+def test_verdicts_follow_the_numbers():
+    nan = float("nan")
+    tables = {"cam": {"CAM": {"mask_iou": 0.5}, "centre prior": {"mask_iou": 0.2},
+                      "Grad-CAM (backbone maps)": {"mask_iou": 0.6}},
+              "casm": {"CASM F": {"le_casm": 0.5, "mask_iou": 0.3, "masked_out_top1": 0.5},
+                       "CASM L": {"le_casm": 0.4, "mask_iou": 0.4, "masked_out_top1": 0.3}},
+              "lcam": {}}
+    v = verdicts(tables)
+    assert "does not reproduce" in v["cam"] and "0.500 vs 0.200" in v["cam"]
+    assert v["casm"].endswith("— reproduces.")
+    tables["cam"]["Grad-CAM (backbone maps)"]["mask_iou"] = nan
+    assert "does not reproduce" in verdicts(tables)["cam"]  # a missing comparison never counts as a win
+    tables["cam"]["Grad-CAM (backbone maps)"]["mask_iou"] = 0.1
+    assert verdicts(tables)["cam"].endswith("— reproduces.")

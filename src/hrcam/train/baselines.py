@@ -6,16 +6,23 @@ and implements ``export_state() -> (state_dict, metadata)`` for :func:`hrcam.tra
   to TensorBoard as a heat-map overlay (``cam/label_<label>``). Best checkpoint by ``val_acc``.
 - :class:`LCAMModule` — L-CAM (seed 004): only the attention mechanism trains, with the
   original code's optimizer: SGD lr 1e-4, momentum 0.9, Nesterov, weight decay 5e-4, biases at
-  twice the learning rate, learning rate × 0.95 after every epoch. Best by ``val_loss``.
+  twice the learning rate, learning rate × 0.95 after every epoch (``optimizer="adam"``: Adam with
+  the same groups, weight decay and decay, for short CPU runs). Best by ``val_loss``.
 - :class:`CASMModule` — CASM (seed 003), manual optimization: SGD (lr 1e-3, momentum 0.9,
   weight decay 1e-4) for the classifier, Adam (lr 1e-3, weight decay 1e-4) for the masker,
-  masker gradients clipped to norm 10. One step is :func:`casm_update`. Best by ``val_loss``.
+  masker gradients clipped to norm 10. One step is :func:`casm_update`. Best by ``val_loss``
+  (after the warm-up). Two additions against a collapsing mask (both off by default, the
+  seed's recipe): ``warmup_epochs`` of classifier-only cross-entropy before the masker starts
+  (with thinning F the classifier is frozen after them), and ``lambda_ramp_steps`` over which
+  λ grows linearly from λ/ramp to λ. An epoch whose mean training mask area is below
+  :data:`COLLAPSE_AREA` (1 %) raises a :class:`MaskCollapseWarning` (in the log).
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
 import random
+import warnings
 
 import lightning.pytorch as L
 import torch
@@ -27,7 +34,10 @@ from hrcam.models.baselines.casm import CASMNet, ClassifierPool, masker_loss, th
 from hrcam.models.baselines.lcam import LCAMNet, lcam_loss
 from hrcam.models.registry import model_metadata
 
-__all__ = ["CAMModule", "LCAMModule", "CASMModule", "casm_update"]
+__all__ = ["COLLAPSE_AREA", "CAMModule", "LCAMModule", "CASMModule", "MaskCollapseWarning", "casm_update"]
+
+#: mean mask area below which a CASM training epoch counts as collapsed
+COLLAPSE_AREA = 0.01
 
 
 class _Module(L.LightningModule):
@@ -145,10 +155,14 @@ class LCAMModule(_Module):
     kind = "lcam"
 
     def __init__(self, net: LCAMNet, loss: str = "selected", lr: float = 1e-4, momentum: float = 0.9,
-                 weight_decay: float = 5e-4, lr_decay: float = 0.95, im_size: int = 224, class_names=None):
+                 weight_decay: float = 5e-4, lr_decay: float = 0.95, im_size: int = 224, class_names=None,
+                 optimizer: str = "sgd"):
         super().__init__(im_size, class_names)
         if loss not in ("selected", "ce"):
             raise ValueError(f"loss must be 'selected' or 'ce', got {loss!r}")
+        if optimizer not in ("sgd", "adam"):
+            raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
+        self.optimizer_name = optimizer
         if lr <= 0:
             raise ValueError(f"lr must be > 0, got {lr}")
         if not 0 < lr_decay <= 1:
@@ -164,9 +178,12 @@ class LCAMModule(_Module):
 
     def configure_optimizers(self):
         att = self.net.attention.conv
-        opt = torch.optim.SGD([{"params": [att.weight], "lr": self.lr},
-                               {"params": [att.bias], "lr": 2 * self.lr}],
-                              lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay, nesterov=True)
+        groups = [{"params": [att.weight], "lr": self.lr}, {"params": [att.bias], "lr": 2 * self.lr}]
+        if self.optimizer_name == "adam":
+            opt = torch.optim.Adam(groups, lr=self.lr, weight_decay=self.weight_decay)
+        else:
+            opt = torch.optim.SGD(groups, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay,
+                                  nesterov=True)
         sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=self.lr_decay)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
 
@@ -253,19 +270,32 @@ def casm_update(net: CASMNet, x: torch.Tensor, y: torch.Tensor, *, strategy, lam
             "used_pool": torch.tensor(float(use_pool))}
 
 
+class MaskCollapseWarning(UserWarning):
+    """A CASM epoch whose mean mask area fell below :data:`COLLAPSE_AREA`."""
+
+
 class CASMModule(_Module):
-    """Trains a :class:`CASMNet` with a thinning strategy (``F``, ``L``, ``FL``, ``L100``, ``L1000``)."""
+    """Trains a :class:`CASMNet` with a thinning strategy (``F``, ``L``, ``FL``, ``L100``, ``L1000``).
+
+    ``warmup_epochs``: epochs of classifier-only cross-entropy (SGD, ``lr_classifier``) before
+    the masker trains; ``lambda_ramp_steps``: masker steps over which λ ramps up linearly.
+    """
 
     kind = "casm"
 
     def __init__(self, net: CASMNet, thinning_name: str = "L1000", lambda_r: float | None = None,
                  pool_size: int = 30, pool_prob: float | None = None, smf: int | None = None,
                  lr_classifier: float = 1e-3, lr_masker: float = 1e-3, momentum: float = 0.9,
-                 weight_decay: float = 1e-4, seed: int = 0, im_size: int = 224, class_names=None):
+                 weight_decay: float = 1e-4, seed: int = 0, im_size: int = 224, class_names=None,
+                 warmup_epochs: int = 0, lambda_ramp_steps: int = 0):
         super().__init__(im_size, class_names)
         base = thinning(thinning_name)
         if pool_prob is not None and not 0 <= pool_prob <= 1:
             raise ValueError(f"pool_prob must be in [0, 1], got {pool_prob}")
+        if int(warmup_epochs) < 0:
+            raise ValueError(f"warmup_epochs must be >= 0, got {warmup_epochs}")
+        if int(lambda_ramp_steps) < 0:
+            raise ValueError(f"lambda_ramp_steps must be >= 0, got {lambda_ramp_steps}")
         self.save_hyperparameters(ignore=["net", "class_names"])
         self.automatic_optimization = False
         self.net = net
@@ -277,8 +307,11 @@ class CASMModule(_Module):
         self.rng = random.Random(seed)
         self.lr_classifier, self.lr_masker = lr_classifier, lr_masker
         self.momentum, self.weight_decay = momentum, weight_decay
+        self.warmup_epochs, self.lambda_ramp_steps = int(warmup_epochs), int(lambda_ramp_steps)
         self.casm_steps = 0
-        if self.strategy.fixed_classifier:
+        self.collapsed_epochs: list[int] = []
+        self._area = [0.0, 0]  # this epoch's sum of batch mask means, masker steps
+        if self.strategy.fixed_classifier and not self.warmup_epochs:
             self.net.classifier.requires_grad_(False)
         self._confuser = None
 
@@ -286,15 +319,28 @@ class CASMModule(_Module):
         """The thinning strategy and mask-area weight, recorded in ``arch``."""
         return {"thinning": self.strategy.name, "lambda_r": self.lambda_r}
 
+    def in_warmup(self) -> bool:
+        """Whether the current epoch trains the classifier alone."""
+        return int(self.current_epoch) < self.warmup_epochs
+
+    def _classifier_frozen(self) -> bool:
+        return self.strategy.fixed_classifier and not self.in_warmup()
+
+    def current_lambda(self) -> float:
+        """λ of the next masker step: ramped linearly over ``lambda_ramp_steps`` masker steps."""
+        if not self.lambda_ramp_steps:
+            return self.lambda_r
+        return self.lambda_r * min(1.0, (self.casm_steps + 1) / self.lambda_ramp_steps)
+
     def train(self, mode: bool = True):
         super().train(mode)
-        if self.strategy.fixed_classifier:
+        if self._classifier_frozen():
             self.net.classifier.eval()
         return self
 
     def configure_optimizers(self):
         opt_m = torch.optim.Adam(self.net.masker.parameters(), lr=self.lr_masker, weight_decay=self.weight_decay)
-        if self.strategy.fixed_classifier:
+        if self.strategy.fixed_classifier and not self.warmup_epochs:
             return opt_m
         opt_c = torch.optim.SGD(self.net.classifier.parameters(), lr=self.lr_classifier, momentum=self.momentum,
                                 weight_decay=self.weight_decay)
@@ -309,27 +355,65 @@ class CASMModule(_Module):
             object.__setattr__(self, "_confuser", c)  # keep it out of the module tree / checkpoints
         return self._confuser.to(self.device)
 
+    def _warmup_step(self, x, y, opt_c):
+        logits = self.net.classifier(x)
+        loss = F.cross_entropy(logits, y)
+        opt_c.zero_grad()
+        self.manual_backward(loss)
+        opt_c.step()
+        self.log("train_clean_ce", loss.detach(), on_step=False, on_epoch=True)
+        self.log("train_acc", self._acc(logits, y), on_step=False, on_epoch=True)
+
+    def on_train_epoch_start(self):
+        if self.strategy.fixed_classifier and self.warmup_epochs and not self.in_warmup():
+            self.net.classifier.requires_grad_(False)  # F: the warmed-up classifier is frozen from here on
+            self.net.classifier.eval()
+        self._area = [0.0, 0]
+
     def training_step(self, batch, _idx):
         x, y = batch
         opts = self.optimizers()
         opts = opts if isinstance(opts, list) else [opts]
-        opt_c, opt_m = (None, opts[0]) if self.strategy.fixed_classifier else (opts[0], opts[1])
-        out = casm_update(self.net, x, y, strategy=self.strategy, lambda_r=self.lambda_r, opt_masker=opt_m,
+        opt_c, opt_m = (None, opts[0]) if len(opts) == 1 else (opts[0], opts[1])
+        if self.in_warmup():
+            return self._warmup_step(x, y, opt_c)
+        if self.strategy.fixed_classifier:
+            opt_c = None
+        out = casm_update(self.net, x, y, strategy=self.strategy, lambda_r=self.current_lambda(), opt_masker=opt_m,
                           opt_classifier=opt_c, pool=self.pool, rng=self.rng, step=self.casm_steps,
                           confuser=self.confuser(), backward=self.manual_backward)
         self.casm_steps += 1
+        self._area[0] += float(out["mask_mean"])
+        self._area[1] += 1
         self.log("train_loss", out["loss"].detach(), on_step=True, on_epoch=True, prog_bar=True)
         for k in ("entropy", "area", "mask_mean", "clean_ce", "masked_ce", "acc", "acc_masked"):
             self.log(f"train_{k}", out[k].detach(), on_step=False, on_epoch=True)
         if self.pool is not None:
             self.log("pool_size", float(len(self.pool)), on_step=True, on_epoch=False)
 
+    def on_train_epoch_end(self):
+        total, steps = self._area
+        if steps:
+            self.check_collapse(total / steps, int(self.current_epoch))
+
+    def check_collapse(self, mean_area: float, epoch: int) -> bool:
+        """Warn (:class:`MaskCollapseWarning`) when an epoch's mean mask area is below :data:`COLLAPSE_AREA`."""
+        if mean_area >= COLLAPSE_AREA:
+            return False
+        self.collapsed_epochs.append(epoch)
+        warnings.warn(f"CASM mask collapse: epoch {epoch} mean mask area {100 * mean_area:.2f} % < "
+                      f"{100 * COLLAPSE_AREA:g} % (the area term wins; try --warmup_epochs, "
+                      f"--lambda_ramp_steps or a smaller --lambda_r)", MaskCollapseWarning, stacklevel=2)
+        return True
+
     def validation_step(self, batch, _idx):
         x, y = batch
         logits, mask = self.net.logits_and_mask(x)
         masked_logits = self.net.classifier(x * (1 - mask))
         terms = masker_loss(logits, masked_logits, y, mask, self.lambda_r)
-        self.log("val_loss", terms["loss"], on_epoch=True, prog_bar=True)
+        # no masker yet during the warm-up: such an epoch must not become the best checkpoint
+        loss = terms["loss"] if not self.in_warmup() else torch.tensor(float("inf"))
+        self.log("val_loss", loss, on_epoch=True, prog_bar=True)
         self.log("val_acc", self._acc(logits, y), on_epoch=True)
         self.log("val_acc_masked", self._acc(masked_logits, y), on_epoch=True)
         self.log("val_mask_mean", terms["mask_mean"], on_epoch=True)

@@ -17,7 +17,10 @@ def classifier_config(classifier: nn.Module) -> dict:
     """How to rebuild a frozen classifier: a torchvision backbone or a CAMNet."""
     if isinstance(classifier, CAMNet):
         return {"type": "camnet", **classifier.config()}
-    return {"type": "torchvision", "backbone": classifier.name, "num_classes": int(classifier.num_classes)}
+    cfg = {"type": "torchvision", "backbone": classifier.name, "num_classes": int(classifier.num_classes)}
+    if getattr(classifier, "after_pool", False):
+        cfg["after_pool"] = True
+    return cfg
 
 
 def build_classifier(cfg: dict) -> nn.Module:
@@ -27,5 +30,6 @@ def build_classifier(cfg: dict) -> nn.Module:
     if kind == "camnet":
         return CAMNet.from_config(cfg)
     if kind == "torchvision":
-        return build_feature_backbone(cfg["backbone"], num_classes=int(cfg["num_classes"]))
+        return build_feature_backbone(cfg["backbone"], num_classes=int(cfg["num_classes"]),
+                                      after_pool=bool(cfg.get("after_pool", False)))
     raise ValueError(f"unknown classifier type {kind!r}")

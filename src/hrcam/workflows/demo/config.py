@@ -4,6 +4,16 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+#: the baselines' training settings (keyword arguments of hrcam.workflows.baselines_demo.train_neighbours,
+#: which documents them)
+BASELINE_SETTINGS = {
+    "backbone": "efficientnet_lite0", "pretrained": True, "im_size": 96, "batch_size": 32,
+    "epochs": 2, "cam_lr": 1e-3, "extra_channels": 64,
+    "lcam_epochs": 1, "lcam_lr": 1e-3, "lcam_optimizer": "adam",
+    "thinnings": ("F", "L"), "casm_epochs": 2, "casm_warmup_epochs": 1, "casm_lr": 1e-2,
+    "lambda_ramp_steps": 0,
+}
+
 #: opt-in extra stages of the demo
 EXTRAS = ("neighbours", "pretrained")
 #: other accepted names of the extras (the baselines CAM / L-CAM / CASM were called "neighbours")
@@ -15,9 +25,7 @@ EXTRA_ALIASES = {"baselines": "neighbours"}
 EXTRA_SETTINGS = {
     # CAM / L-CAM / CASM: keyword arguments of train_neighbours plus the image subset
     # (``train``/``test`` images spread over the splits) and the scoring batch
-    "neighbours": {"backbone": "efficientnet_lite0", "pretrained": True, "im_size": 96, "batch_size": 32,
-                   "epochs": 2, "extra_channels": 256, "lcam_lr": 1e-2, "thinning": "L100",
-                   "train": 1000, "test": 100, "score_batch": 50},
+    "neighbours": {**BASELINE_SETTINGS, "train": 1000, "test": 100, "score_batch": 50},
     # keyword arguments of fit_pretrained_digits, plus ``test_limit`` (None = the demo's ``limit``)
     "pretrained": {"backbone": "efficientnet_lite0", "im_size": 224, "head_epochs": 100, "decoder_steps": 100,
                    "train_size": 128, "decoder_batch": 8, "objective": "consistency", "train_limit": 2000,
