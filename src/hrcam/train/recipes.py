@@ -17,7 +17,8 @@ from pathlib import Path
 
 from hrcam.errors import UserError
 
-__all__ = ["FolderData", "RunSettings", "decoder_recipe", "train_half", "train_full", "train_cam", "train_lcam", "train_casm"]
+__all__ = ["FolderData", "RunSettings", "decoder_recipe", "train_half", "train_full", "train_decoder_steps",
+           "train_cam", "train_lcam", "train_casm"]
 
 
 @dataclass
@@ -221,6 +222,52 @@ def train_full(data: FolderData, run: RunSettings, half_weights, *, arch: dict |
                logs_root=run.logs_root, monitor="train_loss", mode="min", resume=run.resume, overwrite=run.overwrite,
                progress=run.progress, seed=run.seed, limit_train_batches=run.limit_train_batches,
                **run.distributed)
+
+
+# -- the pretrained path: a DecoderNet's expansion network, short runs in memory -----------------
+
+def train_decoder_steps(net, dataset, steps: int, *, batch_size: int = 4, lr: float = 1e-3,
+                        objective: str = "consistency", seed: int = 0, progress: bool = True,
+                        **objective_options) -> list[dict[str, float]]:
+    """Train ``net``'s decoder (a :class:`~hrcam.models.pretrained.decoder.DecoderNet`) for ``steps`` steps.
+
+    A plain loop for short runs that write no files (the demos); ``hrcam train decoder`` runs the
+    same :class:`~hrcam.train.decoder.DecoderModule` through Lightning. ``dataset`` yields
+    ``(image, _)`` pairs; ``objective`` and ``objective_options`` (e.g. ``consistency_weight``,
+    ``consistency_target``) go to the module unchanged. The backbone stays frozen; ``net`` ends
+    in eval mode. Returns the loss terms of every step (``loss``, ``reconstruction``, …).
+    """
+    import torch
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
+    from hrcam.train.decoder import DecoderModule
+
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    torch.manual_seed(seed)
+    module = DecoderModule(net, objective=objective, lr=lr, backbone=net.backbone.name, rank=net.rank,
+                           width=net.width, **objective_options)
+    opt = module.configure_optimizers()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=len(dataset) > batch_size,
+                        generator=torch.Generator().manual_seed(seed))
+    module.train()
+    history: list[dict[str, float]] = []
+    bar = tqdm(total=steps, desc="decoder", disable=not progress)
+    while len(history) < steps:
+        for x, _ in loader:
+            terms = module.losses(x)
+            opt.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            opt.step()
+            history.append({k: float(v.detach()) for k, v in terms.items()})
+            bar.update(1)
+            bar.set_postfix(loss=f"{history[-1]['loss']:.4f}")
+            if len(history) >= steps:
+                break
+    bar.close()
+    net.eval()
+    return history
 
 
 # -- baselines: CAM, L-CAM, CASM ------------------------------------------------------------------

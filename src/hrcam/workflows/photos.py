@@ -21,9 +21,10 @@ from hrcam.api.pretrained import ANIMAL_CLASSES
 from hrcam.fileio import write_text
 from hrcam.models.pretrained.backbones import build_backbone
 from hrcam.models.pretrained.decoder import DecoderNet, rank_energy
+from hrcam.train.recipes import train_decoder_steps
 
-__all__ = ["PHOTOS", "load_photos", "train_decoder_steps", "run_photo_demo", "decoder_detail", "loss_summary",
-           "ANIMAL_CLASSES"]
+__all__ = ["PHOTOS", "load_photos", "train_decoder_steps", "demo_decoder_options", "run_photo_demo", "decoder_detail",
+           "loss_summary", "ANIMAL_CLASSES"]
 
 #: scikit-image photos bundled with the package (no pooch download needed)
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "stereo_motorcycle")
@@ -49,46 +50,9 @@ def load_photos(names=PHOTOS, im_size: int = 224) -> tuple[torch.Tensor, list[st
     return torch.stack(images), [n.replace("stereo_", "") for n in names]
 
 
-def train_decoder_steps(net: DecoderNet, dataset, steps: int, batch_size: int = 4, lr: float = 1e-3,
-                        objective: str = "consistency", consistency_weight: float = 1.0, seed: int = 0,
-                        progress: bool = True, consistency_target: str = "rank") -> list[dict[str, float]]:
-    """A plain training loop for short runs (the CLI's ``hrcam train decoder`` uses Lightning).
-
-    Returns the loss terms of every step (``loss``, ``reconstruction`` and, for the consistency
-    objective, ``consistency``). The consistency target defaults to the rank-r low maps here: the
-    gradient is the same as with the true low maps (see :mod:`hrcam.train.decoder`), and the logged
-    value then excludes the batch-dependent truncation error, so first and last steps compare.
-    The backbone stays frozen.
-    """
-    from torch.utils.data import DataLoader
-    from tqdm.auto import tqdm
-
-    from hrcam.train.decoder import DecoderModule
-
-    torch.manual_seed(seed)
-    module = DecoderModule(net, objective=objective, consistency_weight=consistency_weight, lr=lr,
-                           consistency_target=consistency_target, backbone=net.backbone.name, rank=net.rank,
-                           width=net.width)
-    opt = module.configure_optimizers()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=len(dataset) > batch_size,
-                        generator=torch.Generator().manual_seed(seed))
-    module.train()
-    history: list[dict[str, float]] = []
-    bar = tqdm(total=steps, desc="decoder", disable=not progress)
-    while len(history) < steps:
-        for x, _ in loader:
-            terms = module.losses(x)
-            opt.zero_grad(set_to_none=True)
-            terms["loss"].backward()
-            opt.step()
-            history.append({k: float(v.detach()) for k, v in terms.items()})
-            bar.update(1)
-            bar.set_postfix(loss=f"{history[-1]['loss']:.4f}")
-            if len(history) >= steps:
-                break
-    bar.close()
-    net.eval()
-    return history
+def demo_decoder_options(objective: str) -> dict:
+    """The demos' decoder options: consistency with the rank-r low maps as its target."""
+    return {"consistency_target": "rank"} if objective == "consistency" else {}
 
 
 @torch.no_grad()
@@ -154,8 +118,11 @@ def run_photo_demo(out_dir, *, animals: bool = False, steps: int = 80, im_size: 
         items += files[:: max(1, len(files) // cap)][:cap]  # spread over all class folders
     repeat = max(1, (steps * batch_size) // max(1, len(items)))
     dataset = ImageListDataset(items * min(repeat, 50), min(train_size, im_size), seed_augmentation())
+    # consistency against the rank-r low maps: the same gradient as against the true ones (see
+    # hrcam.train.decoder), and the logged value leaves out the batch-dependent truncation error,
+    # so the first and last steps compare
     history = train_decoder_steps(net, dataset, steps, batch_size=batch_size, objective=objective, seed=seed,
-                                  progress=progress)
+                                  progress=progress, **demo_decoder_options(objective))
 
     with torch.no_grad():
         res = compute_cams(net, photos, high=True)

@@ -70,7 +70,8 @@ def fit_pretrained_digits(data_dir, *, backbone: str = "efficientnet_lite0", im_
     from hrcam.train.datamodule import FolderDataModule
     from hrcam.train.decoder import ImageListDataset
     from hrcam.train.linear_head import fit_linear_head
-    from hrcam.workflows.photos import decoder_detail, loss_summary, train_decoder_steps
+    from hrcam.train.recipes import train_decoder_steps
+    from hrcam.workflows.photos import decoder_detail, demo_decoder_options, loss_summary
 
     if decoder_steps < 0:
         raise ValueError(f"decoder_steps must be >= 0, got {decoder_steps}")
@@ -88,7 +89,8 @@ def fit_pretrained_digits(data_dir, *, backbone: str = "efficientnet_lite0", im_
     dec = DecoderNet(net, rank=rank or min(10, net.num_classes))
     items = [dm.train_set.samples[i][0] for i in subset.indices]
     hist = train_decoder_steps(dec, ImageListDataset(items, train_size, seed_augmentation()), decoder_steps,
-                               batch_size=decoder_batch, objective=objective, seed=seed, progress=progress)
+                               batch_size=decoder_batch, objective=objective, seed=seed, progress=progress,
+                               **demo_decoder_options(objective))
     x0 = torch.stack([ImageListDataset(items[:32], im_size)[i][0] for i in range(min(32, len(items)))])
     info["decoder"] = {"steps": decoder_steps, "objective": objective, "train_size": train_size,
                        "rank": dec.rank, "loss_first_last": loss_summary(hist),
