@@ -9,6 +9,7 @@ from hrcam.cli.common import (
     add_distributed_args,
     distributed_kwargs,
     nonneg_float,
+    nonneg_int,
     positive_float,
     positive_int,
     seed_arg,
@@ -49,6 +50,10 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--logs_root", default="logs", help=argparse.SUPPRESS)
     p.add_argument("--limit_train_batches", type=float, default=None, help=argparse.SUPPRESS)
     p.add_argument("--no_progress", action="store_true", help="hide progress bars")
+    p.add_argument("--log_maps_every", type=nonneg_int, default=1, metavar="N",
+                   help="every N epochs, log the low-res (and, for the FullModel, high-res and refined) maps of "
+                        "8 fixed validation images (training images without a test split) to TensorBoard "
+                        "under maps/ (default: 1; 0: off)")
     g = p.add_argument_group("architecture (FC-DenseNet; defaults are the seed's)")
     g.add_argument("--init_filters", type=positive_int, default=48)
     g.add_argument("--growth_rate", type=positive_int, default=16)
@@ -135,7 +140,8 @@ def _settings(args):
                       logs_root=args.logs_root, resume=args.resume, overwrite=args.overwrite,
                       progress=not args.no_progress, seed=args.seed,
                       limit_train_batches=args.limit_train_batches, distributed=distributed_kwargs(args),
-                      channels_last=not args.no_channels_last, compile=args.compile)
+                      channels_last=not args.no_channels_last, compile=args.compile,
+                      log_maps_every=args.log_maps_every)
     return data, run
 
 

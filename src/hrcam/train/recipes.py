@@ -72,6 +72,17 @@ class RunSettings:
     channels_last: bool = True
     #: HalfModel / FullModel: run the network through ``torch.compile``
     compile: bool = False
+    #: HalfModel / FullModel: log the maps of 8 fixed images to TensorBoard every N epochs (0: off)
+    log_maps_every: int = 1
+
+
+def _map_callbacks(run: RunSettings) -> list:
+    """The :class:`hrcam.train.map_logging.MapLogger` of a HalfModel / FullModel run (none when off)."""
+    if run.log_maps_every <= 0:
+        return []
+    from hrcam.train.map_logging import MapLogger
+
+    return [MapLogger(every=run.log_maps_every)]
 
 
 def _datamodule(data: FolderData, run: RunSettings, lr: float, backbone_weights):
@@ -181,7 +192,8 @@ def train_half(data: FolderData, run: RunSettings, *, arch: dict | None = None, 
             raise UserError(f"--half_weight_dir does not fit this architecture: {state_dict_mismatch(err)}") from None
     return fit(_speed(module, run), dm, run.results_name, epochs=run.epochs, results_root=run.results_root,
                logs_root=run.logs_root, monitor=monitor, mode=mode, resume=run.resume, overwrite=run.overwrite,
-               progress=run.progress, seed=run.seed, limit_train_batches=run.limit_train_batches, **run.distributed)
+               progress=run.progress, seed=run.seed, limit_train_batches=run.limit_train_batches,
+               callbacks=_map_callbacks(run), **run.distributed)
 
 
 def decoder_recipe(preset: str = "seed", **overrides) -> dict:
@@ -221,7 +233,7 @@ def train_full(data: FolderData, run: RunSettings, half_weights, *, arch: dict |
     return fit(_speed(module, run), dm, run.results_name, epochs=run.epochs, results_root=run.results_root,
                logs_root=run.logs_root, monitor="train_loss", mode="min", resume=run.resume, overwrite=run.overwrite,
                progress=run.progress, seed=run.seed, limit_train_batches=run.limit_train_batches,
-               **run.distributed)
+               callbacks=_map_callbacks(run), **run.distributed)
 
 
 # -- the pretrained path: a DecoderNet's expansion network, short runs in memory -----------------
