@@ -45,7 +45,8 @@ def _best_maps(maps: dict) -> dict:
             best[key] = (min if lower else max)(scored)[1]
     return best
 
-def _write_report(out: Path, cfg: DemoConfig, metrics: dict, classification: dict, figures, extra_tables):
+def _write_report(out: Path, cfg: DemoConfig, metrics: dict, classification: dict, figures, extra_tables,
+                  gallery: dict | None = None):
     from hrcam.viz.report import Figure, Table, table_from_records, write_report
 
     maps = metrics["maps"]
@@ -103,7 +104,9 @@ def _write_report(out: Path, cfg: DemoConfig, metrics: dict, classification: dic
                                    "class), low-res CAM, high-res CAM, refined map, ground truth "
                                    "(mask, box in red)."))
     blocks.append(Figure("pipeline.png", "The post-processing pipeline on the first test image."))
-    write_report(out / "report.md", "hrcam demo: HR-CAM on digits on textures", blocks, list(extra_tables))
+    # report.html: the same blocks (sortable tables, figures embedded) and the per-image gallery
+    write_report(out / "report.md", "hrcam demo: HR-CAM on digits on textures", blocks, list(extra_tables),
+                 html=True, html_gallery=gallery)
 
 def _pretrained_text(metrics: dict) -> str:
     """The paragraph under the localization table that explains the Lite0 rows."""
