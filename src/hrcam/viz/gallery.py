@@ -4,21 +4,29 @@ from __future__ import annotations
 import numpy as np
 
 
-def gallery_figure(examples: dict, path, n: int = 16, title: str = ""):
-    """Rows of test images: image (true/predicted class) | low-res | high-res | refined | ground
-    truth (mask, box outlined). Maps are drawn as heat-map overlays on the image."""
+#: the default columns and their headers
+DEFAULT_COLUMNS = {"low": "low-res CAM", "high": "high-res CAM", "refined": "refined"}
+
+
+def gallery_figure(examples: dict, path, n: int = 16, title: str = "", columns: dict | None = None):
+    """Rows of test images: image (true/predicted class) | one heat-map overlay per map kind |
+    ground truth (mask, box outlined).
+
+    ``columns`` maps the kinds of ``examples`` to draw onto their headers (default: low-res,
+    high-res, refined); kinds missing from ``examples`` are skipped.
+    """
     from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
 
     from hrcam.viz.plotting import overlay
 
-    kinds = [k for k in ("low", "high", "refined") if k in examples]
+    columns = DEFAULT_COLUMNS if columns is None else columns
+    kinds = [k for k in columns if k in examples]
     n = min(n, len(examples["image"]))
     cols = 1 + len(kinds) + 1
     fig = Figure(figsize=(1.6 * cols, 1.6 * n + 0.4), layout="constrained")
     axes = np.atleast_2d(fig.subplots(n, cols))
-    headers = ["image", *(("low-res CAM", "high-res CAM", "refined")[("low", "high", "refined").index(k)]
-                           for k in kinds), "ground truth"]
+    headers = ["image", *(columns[k] for k in kinds), "ground truth"]
     for r in range(n):
         img = np.clip(examples["image"][r], 0, 1)
         panels = [img] + [overlay(img, examples[k][r]) for k in kinds]

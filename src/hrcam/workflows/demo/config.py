@@ -4,6 +4,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+#: FullModel epochs per decoder objective: the learned objectives converge in ~3 epochs; the
+#: seed's autoencoder maps get worse with training (measured: README, "Decoder ablation")
+FULL_EPOCHS = {"faithfulness": 3, "smoothness": 3, "reconstruction": 1, "consistency": 1}
+
 #: the baselines' training settings (keyword arguments of hrcam.workflows.baselines_demo.train_neighbours,
 #: which documents them)
 BASELINE_SETTINGS = {
@@ -48,8 +52,11 @@ class DemoConfig:
     # which otherwise swing by ±3 % test accuracy from epoch to epoch). 0 = skip.
     half_settle_epochs: int = 3
     settle_batch_factor: int = 4
-    full_epochs: int = 1
-    objectives: tuple[str, ...] = ("reconstruction", "consistency")
+    # FullModel epochs: None = per objective (:data:`FULL_EPOCHS`), an int = the same for all
+    full_epochs: int | None = None
+    # the first is the primary objective (the headline rows); 'faithfulness' trains with the
+    # 'localize' recipe, the others with the seed's
+    objectives: tuple[str, ...] = ("faithfulness", "reconstruction")
     consistency_weight: float = 1.0
     augment: bool = False
     limit: int | None = None  # test images scored for localization (None = all)
@@ -73,7 +80,9 @@ class DemoConfig:
         for obj in self.objectives:
             if obj not in OBJECTIVES:
                 raise ValueError(f"objectives: {obj!r} is not one of {', '.join(OBJECTIVES)}")
-        for name in ("half_epochs", "full_epochs", "batch_size", "size", "train", "test",
+        if self.full_epochs is not None and int(self.full_epochs) < 1:
+            raise ValueError(f"full_epochs must be >= 1, got {self.full_epochs}")
+        for name in ("half_epochs", "batch_size", "size", "train", "test",
                      "settle_batch_factor"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -88,6 +97,17 @@ class DemoConfig:
             if unknown:
                 raise ValueError(f"{extra}_settings: unknown keys {sorted(unknown)}; "
                                  f"known: {', '.join(EXTRA_SETTINGS[extra])}")
+
+    def epochs_of(self, objective: str) -> int:
+        """FullModel epochs for ``objective``."""
+        return int(self.full_epochs) if self.full_epochs is not None else FULL_EPOCHS.get(objective, 1)
+
+    def recipe_of(self, objective: str) -> dict:
+        """The decoder recipe (:func:`hrcam.train.recipes.decoder_recipe`) the demo trains ``objective`` with."""
+        from hrcam.train.recipes import decoder_recipe
+
+        preset = "localize" if objective in ("faithfulness", "smoothness") else "seed"
+        return decoder_recipe(preset, objective=objective)
 
     def extra_settings(self, extra: str) -> dict:
         """EXTRA_SETTINGS[extra] with this config's overrides."""

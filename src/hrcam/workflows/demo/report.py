@@ -5,6 +5,7 @@ from pathlib import Path
 
 from hrcam.metrics.columns import SUMMARY_LOCALIZATION, label_pairs
 from hrcam.workflows.demo.config import DemoConfig
+from hrcam.workflows.demo.maps_table import headline_table
 
 #: ``(key, label)`` of the localization columns in the report (declared in :mod:`hrcam.metrics.columns`)
 METRIC_COLUMNS = label_pairs(SUMMARY_LOCALIZATION)
@@ -52,7 +53,7 @@ def _write_report(out: Path, cfg: DemoConfig, metrics: dict, classification: dic
     maps = metrics["maps"]
     records = {metrics["map_labels"][k]: v for k, v in maps.items()}
     loc = table_from_records(
-        "Localization on the test split (mean over images)", records, METRIC_COLUMNS, "map",
+        "Localization at fixed thresholds (mean over images)", records, METRIC_COLUMNS, "map",
         note=(f"{maps[next(iter(maps))].get('count', '?')} test images, maps of the predicted class, "
               f"{cfg.size}×{cfg.size} px. Pointing-game tolerance ±{metrics['pointing_tolerance_px']:.1f} px "
               "(15 px at 224, scaled). Box accuracy: IoU ≥ 0.5 (CAM rule: ≥ 20 % of max, largest "
@@ -90,9 +91,12 @@ def _write_report(out: Path, cfg: DemoConfig, metrics: dict, classification: dic
          f"Preset: {cfg.size}×{cfg.size} px, {cfg.train} train / {cfg.test} test images, "
          f"FC-DenseNet of DESIGN §3 with {arch}, batch {cfg.batch_size}, "
          f"{cfg.half_epochs} HalfModel epochs (+{cfg.half_settle_epochs} at batch "
-         f"{cfg.batch_size * cfg.settle_batch_factor}), {cfg.full_epochs} FullModel epochs per decoder "
-         f"objective ({', '.join(cfg.objectives)}; plain kinds use '{metrics['primary_objective']}'), "
+         f"{cfg.batch_size * cfg.settle_batch_factor}), FullModel decoders "
+         + ", ".join(f"'{o}' ({cfg.epochs_of(o)} epochs, {cfg.recipe_of(o)['upsampling']} upsampling, "
+                     f"anchor {cfg.recipe_of(o)['anchor']})" for o in cfg.objectives)
+         + f" (plain rows use '{metrics['primary_objective']}'), "
          "augmentation off, last-epoch weights."),
+        headline_table(metrics["threshold_free"]),
         cls,
         loc,
         f"Best map per metric (centre prior excluded): {verdict}.\n\n" + ";\n".join(wins) + ".\n",
@@ -100,8 +104,9 @@ def _write_report(out: Path, cfg: DemoConfig, metrics: dict, classification: dic
         wall,
     ]
     for obj, path in figures:
+        extra = ", LayerCAM, guided-filter CAM" if path == "gallery.png" else ""
         blocks.append(Figure(path, f"Test images, decoder objective '{obj}': image (true → predicted "
-                                   "class), low-res CAM, high-res CAM, refined map, ground truth "
+                                   f"class), low-res CAM, high-res CAM, refined map{extra}, ground truth "
                                    "(mask, box in red)."))
     blocks.append(Figure("pipeline.png", "The post-processing pipeline on the first test image."))
     # report.html: the same blocks (sortable tables, figures embedded) and the per-image gallery

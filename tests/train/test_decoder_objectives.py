@@ -1,0 +1,144 @@
+"""The decoder options and objectives for maps that localize (issue: HR-CAM maps that localize).
+
+Micro scale: a 32-px FC-DenseNet with 2 classes (a bright square on the left or the right half of a
+noisy image), a few optimizer steps.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hrcam.metrics.artifacts import CHECKERBOARD_MAX_SHARE, high_frequency_share
+from hrcam.models.hrcam.nets import FullNet, HalfNet, anchor_to_low
+from hrcam.models.registry import get_model, model_metadata
+from hrcam.train.modules import FullModule, HalfModule
+from hrcam.train.objectives import FaithfulnessWeights, edge_aware_tv, minmax_maps
+
+ARCH = {"init_filters": 8, "growth_rate": 4, "layers_per_block": 1, "num_blocks": 2}
+
+
+def _squares(n: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    x = 0.3 * torch.rand(n, 3, 32, 32, generator=g)
+    y = torch.randint(0, 2, (n,), generator=g)
+    masks = torch.zeros(n, 32, 32, dtype=torch.bool)
+    for i in range(n):
+        r = int(torch.randint(4, 18, (1,), generator=g))
+        c = int(torch.randint(2, 8, (1,), generator=g)) + (16 if y[i] else 0)
+        x[i, :, r:r + 10, c:c + 8] = 0.9
+        masks[i, r:r + 10, c:c + 8] = True
+    return x, y, masks
+
+
+@pytest.fixture(scope="module")
+def trained_half():
+    torch.manual_seed(0)
+    x, y, _ = _squares(64)
+    module = HalfModule(2, 3, 32, ARCH)
+    opt = torch.optim.Adam(module.net.parameters(), lr=3e-3)
+    module.net.train()
+    for _ in range(40):
+        loss = F.cross_entropy(module.net(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return module.net.eval()
+
+
+def _localize(half: HalfNet, steps: int, seed: int = 0) -> tuple[FullModule, list[float]]:
+    torch.manual_seed(seed)
+    x, y, _ = _squares(32, seed=1)
+    module = FullModule(half.state_dict(), 2, 3, 32, ARCH, objective="faithfulness", upsampling="resize",
+                        anchor="bilinear", optimizer="adam")
+    opt = module.configure_optimizers()["optimizer"]
+    losses = []
+    module.net.train()
+    for _ in range(steps):
+        _, loss, _ = module._losses(x, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return module.eval(), losses
+
+
+def test_anchor_keeps_cell_means_of_the_low_res_features():
+    """With a nearest ``up`` the anchor would be exact; bilinear keeps the cell means close."""
+    g = torch.Generator().manual_seed(0)
+    a_low = torch.randn(2, 4, 4, 4, generator=g)
+    b = torch.randn(2, 4, 64, 64, generator=g)
+    out = anchor_to_low(b, a_low)
+    pooled = F.avg_pool2d(out, 16)
+    r = np.corrcoef(pooled.flatten().numpy(), a_low.flatten().numpy())[0, 1]
+    assert r > 0.9
+    # the decoder's pattern inside the cells survives: out − b is smooth (a bilinear image of 4×4)
+    assert float(high_frequency_share((out - b)[:, 0]).max()) < 0.01
+
+
+def test_full_options_keep_classification_bit_identical(trained_half):
+    x, _, _ = _squares(4, seed=3)
+    for upsampling in ("transposed", "resize"):
+        for anchor in ("none", "bilinear"):
+            full = FullNet.from_half(trained_half, upsampling=upsampling, anchor=anchor).eval()
+            logits, _, a_high = full.forward_all(x)
+            assert torch.equal(logits, trained_half(x))
+            assert a_high.shape == (4, 16, 32, 32)
+
+
+def test_decoder_options_round_trip_through_metadata(trained_half):
+    full = FullNet.from_half(trained_half, upsampling="resize", anchor="bilinear")
+    meta = model_metadata("full", full, 32)
+    assert meta["decoder"] == {"upsampling": "resize", "anchor": "bilinear"}
+    again = get_model("full", meta)
+    again.load_state_dict(full.state_dict())
+    assert (again.upsampling, again.anchor) == ("resize", "bilinear")
+    # a file written before the options existed has no "decoder" entry: the seed's decoder
+    old = dict(meta)
+    old.pop("decoder")
+    seed = get_model("full", old)
+    assert (seed.upsampling, seed.anchor) == ("transposed", "none")
+
+
+def test_faithfulness_training_lowers_its_loss_and_maps_are_smooth_and_follow_the_class(trained_half):
+    module, losses = _localize(trained_half, 30)
+    assert np.mean(losses[-5:]) < np.mean(losses[:5])
+    x, y, masks = _squares(16, seed=7)
+    with torch.no_grad():
+        _, a_low, a_high = module.net.forward_all(x)
+        high = torch.einsum("nk,nkhw->nhw", module.net.low_weight[y], a_high)
+        low = torch.einsum("nk,nkhw->nhw", module.net.low_weight[y], a_low)
+    # no checkerboard (resize-conv + anchor), measured on the trained micro model
+    assert float(high_frequency_share(high.numpy()).mean()) < CHECKERBOARD_MAX_SHARE
+    # still this classifier's evidence: pooled to the low-res grid it follows the low-res CAM
+    pooled = F.avg_pool2d(high[:, None], high.shape[-1] // low.shape[-1])[:, 0]
+    assert np.corrcoef(pooled.flatten().numpy(), low.flatten().numpy())[0, 1] > 0.9
+
+
+def test_faithfulness_objective_is_seeded(trained_half):
+    a, _ = _localize(trained_half, 3, seed=5)
+    b, _ = _localize(trained_half, 3, seed=5)
+    for (name, p), q in zip(a.net.state_dict().items(), b.net.state_dict().values()):
+        assert torch.equal(p, q), name
+
+
+def test_edge_aware_tv_is_cheaper_across_image_edges():
+    img = torch.zeros(1, 3, 8, 8)
+    img[..., 4:] = 1.0  # a vertical edge between columns 3 and 4
+    along_edge = torch.zeros(1, 8, 8)
+    along_edge[..., 4:] = 1.0  # the mask jumps where the image does
+    across = torch.zeros(1, 8, 8)
+    across[:, 4:] = 1.0  # the mask jumps where the image is flat
+    assert float(edge_aware_tv(along_edge, img)) < 0.01 * float(edge_aware_tv(across, img))
+
+
+def test_minmax_maps_and_weights_validation():
+    m = minmax_maps(torch.tensor([[[1.0, 3.0], [2.0, 5.0]]]))
+    assert torch.allclose(m, torch.tensor([[[0.0, 0.5], [0.25, 1.0]]]), atol=1e-5)
+    with pytest.raises(ValueError, match="area"):
+        FaithfulnessWeights(area=-1)
+    with pytest.raises(ValueError, match="anchor"):
+        FullNet(2, 3, anchor="nearest", **ARCH)
+    with pytest.raises(ValueError, match="optimizer"):
+        FullModule(None, 2, 3, 32, ARCH, optimizer="sgd")
