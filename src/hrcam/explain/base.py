@@ -44,7 +44,24 @@ class Explanation:
 
 
 class Explainer:
-    """Base class. Subclasses implement :meth:`raw_maps` (and may register hooks)."""
+    """Base class of every explanation method; subclasses implement :meth:`raw_maps`.
+
+    A call returns each image's map at input resolution, min-max normalized,
+    ``norm(a) = (a − min a) / (max a − min a)`` (a constant map becomes zeros, never NaN),
+    and the logits of the same forward pass (see the module docstring).
+
+    Example:
+        >>> with CAMExplainer(model, features=model.layer4, classifier=model.fc) as explainer:
+        ...     maps, logits = explainer(images, targets=None)   # N×H×W in [0, 1], N×K
+
+    Args:
+        model: the network to explain.
+        device: where to run (default: the device of the model's parameters, else the CPU).
+
+    Raises:
+        ValueError: (from a call) input or ``targets`` that cannot be read (see
+            :func:`hrcam.data.transforms.as_batch` and :func:`resolve_targets`).
+    """
 
     #: short name used in tables and on the command line
     name: str = "explainer"

@@ -23,7 +23,29 @@ from hrcam.models.base import CAMNetwork, class_maps
 
 
 class CAMExplainer(Explainer):
-    """Classic CAM (low resolution, bilinearly upsampled to the input)."""
+    """Class activation maps (Zhou et al., "Learning Deep Features for Discriminative
+    Localization", CVPR 2016), low resolution, bilinearly upsampled to the input.
+
+    ``cam[c](i, j) = Σ_k W[c, k] · A[k, i, j]`` for a classifier ``logits = W · GAP(A) + b``
+    (no bias, no softmax), from the forward pass that gives the logits.
+
+    Example:
+        >>> with CAMExplainer(resnet, features=resnet.layer4, classifier=resnet.fc) as explainer:
+        ...     maps, logits = explainer(images)        # N×H×W in [0, 1]
+        >>> maps, logits = CAMExplainer(half_net)(images)  # a CAMNetwork: no hooks needed
+
+    Args:
+        model: a :class:`~hrcam.models.base.CAMNetwork`, or any classifier with ``features``
+            and ``classifier`` given.
+        features: the module whose output is ``A`` (N×C×h×w); a forward hook captures it.
+        classifier: the final linear layer (``W``, K×C).
+        device: where to run (default: the model's).
+
+    Raises:
+        ValueError: only one of ``features``/``classifier`` given, neither for a model that is
+            not a CAMNetwork, a classifier without a 2-D weight, or (from a call) a hooked
+            module that did not run or whose output does not fit ``W``.
+    """
 
     name = "cam"
 
