@@ -13,7 +13,8 @@ normalizes again (a no-op up to the package's 1e-7 epsilon).
 Target layer: for a :class:`~hrcam.models.base.CAMNetwork` (and ``target_layer=None``) the maps
 are taken at ``low_features`` — the CAM features that feed GAP + linear — through an identity
 "tap" module inside a thin wrapper, so the layer is exactly the one CAM uses whatever module
-computes it. For other models pass ``target_layer`` (e.g. ``model.layer4``).
+computes it. For other models pass ``target_layer`` (e.g. ``model.layer4``); a list of layers
+gives the package's multi-layer map (each layer's map min-max scaled and upsampled, then averaged).
 
 On a GAP + linear network at that layer, ``∂y_c/∂A_kij = W[c, k] / (h·w)``, so Grad-CAM equals
 ``ReLU(CAM)`` up to scale (a fact the tests check).
@@ -85,7 +86,7 @@ class _GradCamFamily(Explainer):
 
     _method = ""  # attribute name in pytorch_grad_cam
 
-    def __init__(self, model: nn.Module, target_layer: nn.Module | None = None, device=None,
+    def __init__(self, model: nn.Module, target_layer: nn.Module | list[nn.Module] | None = None, device=None,
                  freeze_parameters: bool = True):
         super().__init__(model, device)
         self.freeze_parameters = bool(freeze_parameters)
@@ -99,13 +100,15 @@ class _GradCamFamily(Explainer):
                 )
             self._wrapped = _LowFeatureTap(model)
             self.target_layer = self._wrapped.tap
+            layers = [self.target_layer]
         else:
-            if not isinstance(target_layer, nn.Module):
-                raise ValueError("target_layer: expected an nn.Module inside the model")
+            layers = list(target_layer) if isinstance(target_layer, (list, tuple)) else [target_layer]
+            if not layers or not all(isinstance(m, nn.Module) for m in layers):
+                raise ValueError("target_layer: expected an nn.Module inside the model (or a list of them)")
             self._wrapped = model
-            self.target_layer = target_layer
+            self.target_layer = layers[0] if len(layers) == 1 else layers
         was_training = model.training
-        self._cam = getattr(pytorch_grad_cam, self._method)(self._wrapped, [self.target_layer])
+        self._cam = getattr(pytorch_grad_cam, self._method)(self._wrapped, layers)
         model.train(was_training)  # the package switches the model to eval; leave that to the caller
         self._configure(self._cam)
 
@@ -162,21 +165,87 @@ class _GradCamFamily(Explainer):
 
 
 class GradCAMExplainer(_GradCamFamily):
-    """Grad-CAM (Selvaraju et al.)."""
+    """Grad-CAM (Selvaraju et al., "Grad-CAM: Visual Explanations from Deep Networks via
+    Gradient-based Localization", ICCV 2017).
+
+    ``map_c = ReLU(Σ_k α_k A_k)`` with ``α_k = mean_ij ∂y_c/∂A_kij`` (``y_c`` the logit); on a
+    GAP + linear network at its last conv maps this is ``ReLU(CAM)`` up to scale.
+
+    Example:
+        >>> with GradCAMExplainer(resnet, target_layer=resnet.layer4) as explainer:
+        ...     maps, logits = explainer(images, targets=[281, 504])
+
+    Args:
+        model: the classifier (``model(x)`` gives N×K logits).
+        target_layer: the module(s) whose activations ``A`` are explained; None takes a
+            :class:`~hrcam.models.base.CAMNetwork`'s ``low_features``.
+        device: where to run (default: the model's).
+        freeze_parameters: skip the weight gradients during a call (same maps, faster).
+
+    Raises:
+        ValueError: no ``target_layer`` for a model that is not a CAMNetwork, a ``target_layer``
+            that is not a module, or a target class beyond the model's outputs.
+        ImportError: the ``grad-cam`` package is not installed.
+    """
 
     name = "gradcam"
     _method = "GradCAM"
 
 
 class GradCAMPlusPlusExplainer(_GradCamFamily):
-    """Grad-CAM++ (Chattopadhay et al.)."""
+    """Grad-CAM++ (Chattopadhay et al., "Grad-CAM++: Generalized Gradient-based Visual
+    Explanations for Deep Convolutional Networks", WACV 2018).
+
+    ``map_c = ReLU(Σ_k α_k A_k)`` with ``α_k = Σ_ij a_kij · ReLU(g_kij)``,
+    ``a = g² / (2 g² + Σ_ij A_k · g³)`` and ``g = ∂y_c/∂A`` (eq. 19, exponential score).
+
+    Example:
+        >>> with GradCAMPlusPlusExplainer(resnet, target_layer=resnet.layer4) as explainer:
+        ...     maps, logits = explainer(images)
+
+    Args:
+        model: the classifier (``model(x)`` gives N×K logits).
+        target_layer: the module(s) whose activations ``A`` are explained; None takes a
+            :class:`~hrcam.models.base.CAMNetwork`'s ``low_features``.
+        device: where to run (default: the model's).
+        freeze_parameters: skip the weight gradients during a call (same maps, faster).
+
+    Raises:
+        ValueError: no ``target_layer`` for a model that is not a CAMNetwork, a ``target_layer``
+            that is not a module, or a target class beyond the model's outputs.
+        ImportError: the ``grad-cam`` package is not installed.
+    """
 
     name = "gradcampp"
     _method = "GradCAMPlusPlus"
 
 
 class ScoreCAMExplainer(_GradCamFamily):
-    """Score-CAM (Wang et al.); ``batch_size`` masked images per forward pass."""
+    """Score-CAM (Wang et al., "Score-CAM: Score-Weighted Visual Explanations for Convolutional
+    Neural Networks", CVPR Workshops 2020): gradient-free, one forward pass per channel.
+
+    ``map_c = ReLU(Σ_k α_k A_k)`` with ``α = softmax_k(y_c(x ⊙ M_k))`` and ``M_k = norm(up(A_k))``
+    the k-th activation map upsampled and min-max scaled (the package scores the masked images
+    by the logit ``y_c``; the paper by its softmax).
+
+    Example:
+        >>> with ScoreCAMExplainer(resnet, target_layer=resnet.layer4, batch_size=32) as explainer:
+        ...     maps, logits = explainer(images)
+
+    Args:
+        model: the classifier (``model(x)`` gives N×K logits).
+        target_layer: the module(s) whose activations ``A`` are explained; None takes a
+            :class:`~hrcam.models.base.CAMNetwork`'s ``low_features``.
+        device: where to run (default: the model's).
+        freeze_parameters: skip the weight gradients during a call (same maps, faster).
+        batch_size: masked images per forward pass.
+
+    Raises:
+        ValueError: a ``batch_size`` that is not a positive integer, no ``target_layer`` for
+            a model that is not a CAMNetwork, a ``target_layer`` that is not a module, or a
+            target class beyond the model's outputs.
+        ImportError: the ``grad-cam`` package is not installed.
+    """
 
     name = "scorecam"
     _method = "ScoreCAM"
