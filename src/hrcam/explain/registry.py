@@ -26,8 +26,6 @@ _BUILTINS: dict[str, str] = {
     "scorecam": "hrcam.explain.gradcam:ScoreCAMExplainer",
     "layercam": "hrcam.explain.layercam:LayerCAMExplainer",
     "layercam_fused": "hrcam.explain.layercam:LayerCAMFusedExplainer",
-    "layercam": "hrcam.explain.layercam:LayerCAMExplainer",
-    "layercam_fused": "hrcam.explain.layercam:LayerCAMFusedExplainer",
     "guided": "hrcam.explain.guided:GuidedCAMExplainer",
     "camnet": "hrcam.explain.camnet:CAMNetExplainer",
     "lcam": "hrcam.explain.lcam:LCAMExplainer",
