@@ -84,3 +84,10 @@ def test_import_hrcam_stays_light():
     code = "import sys, hrcam; hrcam.__version__; print('matplotlib' in sys.modules, 'skimage' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_pipeline_figure_keeps_its_earlier_name():
+    # plotting.pipeline draws; postprocessing.pipeline computes: the figure has its own name now
+    from hrcam.postprocessing import pipeline as compute
+
+    assert plotting.pipeline is plotting.pipeline_figure and plotting.pipeline_figure is not compute

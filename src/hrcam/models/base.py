@@ -29,7 +29,13 @@ class MapOutputs:
 
 
 class CAMNetwork(nn.Module):
-    """Base class: subclasses implement :meth:`forward_maps` and :attr:`low_weight`."""
+    """Base class: subclasses implement :meth:`forward_maps` and :attr:`low_weight`.
+
+    This is the *interface* every CAM-producing network meets (HalfNet, FullNet, BackboneNet,
+    DecoderNet, CAMNet). Not to be confused with
+    :class:`~hrcam.models.baselines.camnet.CAMNet`, one *network*: the CAM baseline of Zhou et
+    al. (a backbone with a 3×3 conv + GAP + linear head) that implements this interface.
+    """
 
     #: True when :meth:`forward_maps` can return ``high_features``.
     has_high_res: bool = False

@@ -11,7 +11,7 @@ import numpy as np
 
 from hrcam.normalization import minmax_normalize
 
-__all__ = ["overlay", "save_overlay", "save_image", "pipeline", "as_display_image"]
+__all__ = ["overlay", "save_overlay", "save_image", "pipeline_figure", "pipeline", "as_display_image"]
 
 
 def as_display_image(img) -> np.ndarray:
@@ -100,8 +100,11 @@ def _arrow(fig, ax_from, ax_to, horizontal: bool = True) -> None:
     )
 
 
-def pipeline(img, low, high, save=None, figsize=(16, 10), cmap: str = "viridis", **params):
+def pipeline_figure(img, low, high, save=None, figsize=(16, 10), cmap: str = "viridis", **params):
     """The seed's step-by-step figure of the post-processing pipeline; returns the Figure.
+
+    (It draws what :func:`hrcam.postprocessing.pipeline` computes; ``plotting.pipeline`` is the
+    same function under its earlier name.)
 
     Three rows, read left to right (arrows show the data flow):
 
@@ -173,3 +176,7 @@ def pipeline(img, low, high, save=None, figsize=(16, 10), cmap: str = "viridis",
         save.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(save, dpi=100)
     return fig
+
+
+#: the earlier name of :func:`pipeline_figure` (kept: scripts and the README call it)
+pipeline = pipeline_figure

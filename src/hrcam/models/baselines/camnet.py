@@ -20,7 +20,12 @@ __all__ = ["CAMNet"]
 
 
 class CAMNet(CAMNetwork):
-    """Backbone conv maps → (3×3 conv 1024 + ReLU) → GAP → dropout → linear without bias."""
+    """Backbone conv maps → (3×3 conv 1024 + ReLU) → GAP → dropout → linear without bias.
+
+    The CAM baseline's network (``hrcam train cam``). Not to be confused with
+    :class:`~hrcam.models.base.CAMNetwork`, the interface (``forward_maps`` + ``low_weight``)
+    that this and every other CAM-producing network in hrcam implements.
+    """
 
     def __init__(self, backbone: TorchvisionBackbone, num_classes: int, extra_conv: bool = True,
                  extra_channels: int = 1024, dropout: float = 0.5):

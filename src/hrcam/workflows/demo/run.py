@@ -164,7 +164,7 @@ def _run(out: Path, data_dir: Path, cfg: DemoConfig, force: bool, progress: bool
             gallery_figure(ex, out / f"gallery_{obj}.png", n=cfg.gallery, title=f"decoder objective: {obj}")
             figures.append((obj, f"gallery_{obj}.png"))
         else:
-            from hrcam.viz.plotting import pipeline as pipeline_figure
+            from hrcam.viz.plotting import pipeline_figure
 
             pipeline_figure(ex["image"][0], ex["low"][0], ex["high"][0], save=out / "pipeline.png")
 
