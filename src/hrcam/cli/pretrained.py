@@ -108,10 +108,10 @@ def run_train_decoder(args) -> int:
         raise UserError(f"--lr must be > 0, got {args.lr}")
     dm = ImagesDataModule(args.data_dir, args.im_size, args.batch_size, augment=not args.no_augment,
                           num_workers=args.num_workers, seed=args.seed)
-    backbone = _backbone(args)
     import torch
 
-    torch.manual_seed(args.seed)  # the decoder's initial weights come from the seed, too
+    torch.manual_seed(args.seed)  # random backbone and decoder weights come from the seed, too
+    backbone = _backbone(args)
     try:
         net = DecoderNet(backbone, rank=args.rank, width=args.width)
     except ValueError as err:

@@ -30,12 +30,12 @@ def check_results_name(name: str) -> str:
     if not name or not str(name).strip():
         raise UserError("results_name must not be empty")
     p = PurePosixPath(str(name).replace("\\", "/"))
+    if str(p) in (".", "") or not p.parts:
+        raise UserError(f"results_name must name a run folder like 'half/run1', got {name!r}")
     if p.is_absolute() or str(name).startswith(("/", "~")) or ":" in p.parts[0]:
         raise UserError(f"results_name must be a relative name like 'half/run1', got {name!r}")
     if any(part == ".." for part in p.parts):
         raise UserError(f"results_name must not contain '..', got {name!r}")
-    if str(p) in (".", ""):
-        raise UserError(f"results_name must name a run folder like 'half/run1', got {name!r}")
     long = [part for part in p.parts if len(part.encode()) > 255]
     if long:
         raise UserError(f"results_name: the part {long[0][:40]!r}... is {len(long[0].encode())} bytes long "
