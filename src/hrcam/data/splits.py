@@ -15,7 +15,27 @@ from hrcam.data.annotations import load_ground_truth
 from hrcam.data.folders import ClassFolderDataset, dataset_classes, find_split
 from hrcam.errors import UserError
 
-__all__ = ["load_split", "load_ground_truth_for"]
+__all__ = ["load_split", "load_ground_truth_for", "round_robin"]
+
+
+def round_robin(labels) -> list[int]:
+    """The positions of ``labels`` in round-robin order over the classes.
+
+    The first image of every class (in class order), then the second of every class, and so on;
+    within a class the original order is kept. Any prefix of the result covers the classes as
+    evenly as the data allows: this is the one subset rule (``order[:limit]``).
+
+    Example:
+        >>> round_robin([0, 0, 0, 1, 1, 2])
+        [0, 3, 5, 1, 4, 2]
+    """
+    seen: dict[int, int] = {}
+    rank = []
+    for i, label in enumerate(labels):
+        label = int(label)
+        rank.append((seen.get(label, 0), label, i))
+        seen[label] = seen.get(label, 0) + 1
+    return [i for _, _, i in sorted(rank)]
 
 
 def load_split(data_dir, split: str, im_size: int, channels: int, limit: int | None, num_classes: int):
@@ -30,12 +50,7 @@ def load_split(data_dir, split: str, im_size: int, channels: int, limit: int | N
         raise UserError(f"the model has {num_classes} classes but {data_dir} has {len(classes)}")
     ds = ClassFolderDataset(split_dir, im_size, channels, classes=classes)
     images, labels, paths, skipped = [], [], [], ds.skipped
-    seen: dict[int, int] = {}
-    rank = []
-    for i, (_, label) in enumerate(ds.samples):
-        rank.append((seen.get(label, 0), label, i))
-        seen[label] = seen.get(label, 0) + 1
-    order = [i for _, _, i in sorted(rank)] if limit is not None else range(len(ds))
+    order = round_robin([label for _, label in ds.samples]) if limit is not None else range(len(ds))
     for i in order:
         if limit is not None and len(images) >= limit:
             break

@@ -114,14 +114,16 @@ def evaluate_localization(model, data_dir, split: str = "test", limit: int | Non
 
     ``model`` is a :class:`hrcam.api.seed.HalfModel` or :class:`hrcam.api.seed.FullModel` (a HalfModel
     gives only ``low`` and the references ``center`` and ``colour``). Only images with ground truth count (see
-    :func:`hrcam.data.annotations.load_ground_truth`); ``limit`` keeps that many, spread over the
-    split. Maps are for the predicted class.
+    :func:`hrcam.data.annotations.load_ground_truth`); ``limit`` keeps that many of them, taken
+    round-robin over the classes (:func:`hrcam.data.splits.round_robin`, the subset rule of every
+    command). Maps are for the predicted class.
     """
     from tqdm.auto import tqdm
 
     from hrcam.api.seed import compute_cams
     from hrcam.data.annotations import load_ground_truth
     from hrcam.data.folders import ClassFolderDataset, dataset_classes
+    from hrcam.data.splits import round_robin
 
     data_dir = Path(data_dir)
     gt = ground_truth if ground_truth is not None else load_ground_truth(data_dir, split)
@@ -134,7 +136,12 @@ def evaluate_localization(model, data_dir, split: str = "test", limit: int | Non
     annotated = [i for i, rel in enumerate(rel_paths) if rel in gt]
     if not annotated:
         raise ValueError(f"none of the images in {data_dir / split} has ground truth")
-    chosen = [annotated[i] for i in select_indices(len(annotated), limit)]
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be >= 1, got {limit}")
+    # the one subset rule (the comparison table's, too); without a limit, every annotated image
+    # in folder order, as before
+    chosen = annotated if limit is None else [
+        annotated[j] for j in round_robin([dataset.samples[i][1] for i in annotated])[:limit]]
     has_high = bool(getattr(model.net, "has_high_res", False))
     kinds = ["low", "high", "refined", "center", "colour"] if has_high else ["low", "center", "colour"]
     params = dict(pipeline_params or {})
