@@ -203,17 +203,7 @@ class GradCAMPlusPlusExplainer(_GradCamFamily):
         >>> with GradCAMPlusPlusExplainer(resnet, target_layer=resnet.layer4) as explainer:
         ...     maps, logits = explainer(images)
 
-    Args:
-        model: the classifier (``model(x)`` gives N×K logits).
-        target_layer: the module(s) whose activations ``A`` are explained; None takes a
-            :class:`~hrcam.models.base.CAMNetwork`'s ``low_features``.
-        device: where to run (default: the model's).
-        freeze_parameters: skip the weight gradients during a call (same maps, faster).
-
-    Raises:
-        ValueError: no ``target_layer`` for a model that is not a CAMNetwork, a ``target_layer``
-            that is not a module, or a target class beyond the model's outputs.
-        ImportError: the ``grad-cam`` package is not installed.
+    Args and Raises: as :class:`GradCAMExplainer`.
     """
 
     name = "gradcampp"
@@ -233,18 +223,12 @@ class ScoreCAMExplainer(_GradCamFamily):
         ...     maps, logits = explainer(images)
 
     Args:
-        model: the classifier (``model(x)`` gives N×K logits).
-        target_layer: the module(s) whose activations ``A`` are explained; None takes a
-            :class:`~hrcam.models.base.CAMNetwork`'s ``low_features``.
-        device: where to run (default: the model's).
-        freeze_parameters: skip the weight gradients during a call (same maps, faster).
-        batch_size: masked images per forward pass.
+        batch_size: masked images per forward pass; the other arguments as
+            :class:`GradCAMExplainer`'s.
 
     Raises:
-        ValueError: a ``batch_size`` that is not a positive integer, no ``target_layer`` for
-            a model that is not a CAMNetwork, a ``target_layer`` that is not a module, or a
-            target class beyond the model's outputs.
-        ImportError: the ``grad-cam`` package is not installed.
+        ValueError: a ``batch_size`` that is not a positive integer; otherwise as
+            :class:`GradCAMExplainer`.
     """
 
     name = "scorecam"
