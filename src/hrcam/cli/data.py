@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from hrcam.cli.common import seed_arg
+from hrcam.cli.common import nonneg_int, seed_arg
 
 _ANIMALS_EPILOG = """\
 The input folder is an ILSVRC-2012 tree: IMAGENET_DIR/train/<wnid>/*.JPEG (and, when present,
@@ -104,6 +104,10 @@ def add_demo(subparsers) -> None:
     p.add_argument("--train", type=int, default=4000, help="number of training images (default 4000, the demo preset)")
     p.add_argument("--test", type=int, default=500, help="number of test images (default 500)")
     p.add_argument("--seed", type=seed_arg, default=0, help="random seed (default 0)")
+    p.add_argument("--distractors", type=nonneg_int, default=0, metavar="N",
+                   help="per image, N same-coloured fragments of other classes' digits (30-60 %% crops, "
+                        "never a whole digit) beside the target, not in its mask or box; a harder check "
+                        "that a map finds the class, not the colour (default 0: none)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
     p.set_defaults(func=run_demo)
 
@@ -114,11 +118,13 @@ def run_demo(args) -> int:
 
     try:
         out = build_demo_dataset(args.out, size=args.size, train=args.train, test=args.test,
-                                 seed=args.seed, progress=args.progress, overwrite=args.overwrite)
+                                 seed=args.seed, progress=args.progress, overwrite=args.overwrite,
+                                 distractors=args.distractors)
     except ValueError as err:
         raise UserError(str(err)) from None
     print(f"wrote the demo set to {out}: {args.train} train / {args.test} test images, "
-          f"{args.size}x{args.size} px, seed {args.seed}")
+          f"{args.size}x{args.size} px, seed {args.seed}"
+          + (f", {args.distractors} distractor fragments per image" if args.distractors else ""))
     return 0
 
 

@@ -10,6 +10,12 @@ at random until its luminance differs from the mean luminance of the background 
 least ``min_contrast`` (so the digit stays visible; after 100 failed draws it is black or white,
 whichever stands out more). Nothing is downloaded.
 
+Distractors (``distractors=N``, off by default): N fragments of *other* classes' digits — a
+random rectangular crop covering 30–60 % of another digit's glyph box, never a whole digit — in
+the target's colour, placed beside the target without touching it (up to 20 placements each;
+skipped when none fits). They make the colour alone useless for finding the digit: a map has to
+tell the class's shape from the fragments. The ground truth stays the target's only.
+
 Ground truth: the class is the digit; the mask is ``alpha > 0.5``; the box is the mask's tight
 bounding box ``[x0, y0, x1, y1]`` in pixel coordinates, x0/y0 inclusive and x1/y1 exclusive
 (so ``x1 - x0`` is the box width). The digit images are split once (seeded) into a train pool and
@@ -66,6 +72,7 @@ class DemoSample:
     mask: np.ndarray
     box: tuple[int, int, int, int]
     label: int
+    distractors: int = 0  #: distractor fragments placed
 
 
 @lru_cache(maxsize=1)
@@ -142,13 +149,21 @@ def make_sample(
     min_contrast: float = 0.5,
     texture_amplitude: tuple[float, float] = (0.1, 0.35),
     max_rotation: float = 0.0,
+    distractors: int = 0,
+    distractor_indices=None,
 ) -> DemoSample:
     """Compose one digit (``digit_index`` into scikit-learn's digits) on a random texture.
 
     Alpha mask: the bicubic-upscaled digit intensity ``v`` ∈ [0, 1] mapped by
     ``alpha = clip((v - 0.35) / 0.3, 0, 1)`` (soft edge, ``alpha > 0.5`` ⇔ ``v > 0.5``).
     Image: ``alpha · colour + (1 - alpha) · background``, rounded to uint8.
+
+    ``distractors``: fragments of other classes' digits (drawn from ``distractor_indices``,
+    default all digits) added in the same colour beside the target (module docstring); with 0
+    nothing is drawn from ``rng`` for them, so the sample is the same as without the option.
     """
+    if not isinstance(distractors, (int, np.integer)) or isinstance(distractors, bool) or distractors < 0:
+        raise ValueError(f"distractors must be an integer >= 0, got {distractors!r}")
     if size < 16:
         raise ValueError(f"size must be at least 16 pixels, got {size}")
     lo, hi = digit_scale
@@ -192,7 +207,13 @@ def make_sample(
             break
     if colour is None:  # fall back to black or white, whichever stands out more
         colour = np.zeros(3) if bg_luma > 0.5 else np.ones(3)
-    image = alpha[..., None] * colour + (1.0 - alpha[..., None]) * background
+    placed = 0
+    if distractors:
+        extra, placed = _distractor_alpha(rng, alpha, label, int(distractors), distractor_indices, (lo, hi))
+        alpha_all = alpha + extra  # disjoint supports: the sum stays within [0, 1]
+    else:
+        alpha_all = alpha
+    image = alpha_all[..., None] * colour + (1.0 - alpha_all[..., None]) * background
     image = np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
 
     ys, xs = np.nonzero(mask)
@@ -200,11 +221,62 @@ def make_sample(
         box = (0, 0, 0, 0)
     else:
         box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
-    return DemoSample(image=image, mask=mask, box=box, label=label)
+    return DemoSample(image=image, mask=mask, box=box, label=label, distractors=placed)
 
 
-def _info(size: int, train: int, test: int, seed: int) -> dict:
-    return {
+def _fragment(rng: np.random.Generator, glyph: np.ndarray, size: int, scale: tuple[float, float]) -> np.ndarray:
+    """Alpha of a random crop covering 30–60 % of a glyph upscaled like a target digit."""
+    side = max(8, min(size, int(round(rng.uniform(*scale) * size))))
+    v = np.clip(_resize(glyph, (side, side), Image.BICUBIC), 0.0, 1.0)
+    a = np.clip((v - 0.35) / 0.3, 0.0, 1.0)
+    best = None
+    for _ in range(10):  # a crop with some ink in it
+        share = rng.uniform(0.3, 0.6)
+        ratio = rng.uniform(0.6, 1.6)
+        h = int(np.clip(round(side * np.sqrt(share * ratio)), 2, side))
+        w = int(np.clip(round(side * side * share / h), 2, side))
+        y = int(rng.integers(0, side - h + 1))
+        x = int(rng.integers(0, side - w + 1))
+        crop = a[y : y + h, x : x + w]
+        if best is None or (crop > 0.5).sum() > (best > 0.5).sum():
+            best = crop
+        if (crop > 0.5).sum() >= 0.15 * max(1, (a > 0.5).sum()):
+            break
+    return best
+
+
+def _distractor_alpha(rng, target_alpha: np.ndarray, label: int, count: int, indices, scale
+                      ) -> tuple[np.ndarray, int]:
+    """``(alpha of the placed fragments H×W, number placed)``; fragments never touch the
+    target (its footprint grown by 1 px) nor each other."""
+    from scipy import ndimage
+
+    images, targets = _digits()
+    pool = np.arange(len(targets)) if indices is None else np.asarray(indices, dtype=np.int64)
+    others = pool[targets[pool] != label]
+    size = target_alpha.shape[0]
+    out = np.zeros_like(target_alpha)
+    blocked = ndimage.binary_dilation(target_alpha > 0, structure=np.ones((3, 3), bool))
+    placed = 0
+    for _ in range(count):
+        if len(others) == 0:
+            break
+        frag = _fragment(rng, images[int(others[rng.integers(len(others))])], size, scale)
+        h, w = frag.shape
+        foot = frag > 0
+        for _ in range(20):
+            y = int(rng.integers(0, size - h + 1))
+            x = int(rng.integers(0, size - w + 1))
+            if not (blocked[y : y + h, x : x + w] & foot).any():
+                out[y : y + h, x : x + w] = np.maximum(out[y : y + h, x : x + w], frag)
+                blocked[y : y + h, x : x + w] |= ndimage.binary_dilation(foot, structure=np.ones((3, 3), bool))
+                placed += 1
+                break
+    return out, placed
+
+
+def _info(size: int, train: int, test: int, seed: int, distractors: int = 0, placed: int = 0) -> dict:
+    info = {
         "format": "hrcam-demo",
         "version": FORMAT_VERSION,
         "size": size,
@@ -216,12 +288,18 @@ def _info(size: int, train: int, test: int, seed: int) -> dict:
         "mask_rule": "alpha > 0.5 (255 in the mask PNG)",
         "textures": list(TEXTURES),
     }
+    if distractors:  # only then: the default set's demo_info.json stays byte-identical
+        info["distractors"] = distractors
+        info["distractor_rule"] = ("same-coloured crops covering 30-60 % of other classes' digits, "
+                                   "not touching the target; not in the masks or boxes")
+        info["distractors_placed"] = placed
+    return info
 
 
 def demo_dataset_exists(out, size: int | None = None, train: int | None = None,
-                        test: int | None = None, seed: int | None = None) -> bool:
+                        test: int | None = None, seed: int | None = None, distractors: int | None = None) -> bool:
     """True when ``out`` holds a complete demo set (``demo_info.json`` written last) whose
-    parameters match the ones given (``None`` = any)."""
+    parameters match the ones given (``None`` = any; a set without the key has 0 distractors)."""
     info_path = Path(out) / "demo_info.json"
     if not info_path.is_file() or not (Path(out) / "annotations.json").is_file():
         return False
@@ -230,6 +308,8 @@ def demo_dataset_exists(out, size: int | None = None, train: int | None = None,
     except (OSError, ValueError):
         return False
     wanted = {"size": size, "train": train, "test": test, "seed": seed, "version": FORMAT_VERSION}
+    if distractors is not None and info.get("distractors", 0) != distractors:
+        return False
     return all(v is None or info.get(k) == v for k, v in wanted.items())
 
 
@@ -241,8 +321,13 @@ def build_demo_dataset(
     seed: int = 0,
     progress: bool = True,
     overwrite: bool = False,
+    distractors: int = 0,
 ) -> Path:
     """Write the demo set to ``out`` (layout in the module docstring) and return ``out``.
+
+    ``distractors``: fragments of other digits per image (module docstring), drawn from the same
+    split's digit pool; recorded in ``demo_info.json`` (with 0, the default, the files are the
+    same as before the option existed).
 
     Sample ``i`` of a split is drawn from its own generator ``default_rng([seed, split, i])``,
     its class is ``i mod 10`` and its digit cycles through that class's shuffled pool, so the result depends only on the
@@ -256,7 +341,7 @@ def build_demo_dataset(
     """
     from tqdm.auto import tqdm
 
-    for name, value, low in (("size", size, 16), ("train", train, 1), ("test", test, 1)):
+    for name, value, low in (("size", size, 16), ("train", train, 1), ("test", test, 1), ("distractors", distractors, 0)):
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     out = Path(out)
@@ -266,6 +351,7 @@ def build_demo_dataset(
     pools = load_digit_pools(seed)
     _, targets = _digits()
     annotations: dict[str, dict] = {}
+    placed = 0
     for split_id, (split, count) in enumerate((("train", train), ("test", test))):
         # Sample i shows digit class i mod 10 (balanced classes, all present once count >= 10);
         # the class's examples are used in a seeded shuffled order, cycling when exhausted.
@@ -276,7 +362,9 @@ def build_demo_dataset(
         for i in tqdm(range(count), desc=f"demo data ({split})", disable=not progress, leave=False):
             rng = np.random.default_rng([seed, split_id, i])
             idx = by_class[i % 10]
-            sample = make_sample(rng, int(idx[(i // 10) % len(idx)]), size=size)
+            sample = make_sample(rng, int(idx[(i // 10) % len(idx)]), size=size, distractors=distractors,
+                                 distractor_indices=pool)
+            placed += sample.distractors
             rel = f"{split}/{sample.label}/{i:05d}.png"
             mask_rel = f"masks/{split}/{sample.label}/{i:05d}.png"
             for path, array in ((rel, sample.image), (mask_rel, sample.mask.astype(np.uint8) * 255)):
@@ -284,7 +372,7 @@ def build_demo_dataset(
                 Image.fromarray(array).save(out / path, format="PNG")
             annotations[rel] = {"label": sample.label, "boxes": [list(sample.box)], "mask": mask_rel}
     write_text(out / "annotations.json", json.dumps(annotations, indent=1, sort_keys=True))
-    write_text(out / "demo_info.json", json.dumps(_info(size, train, test, seed), indent=1))
+    write_text(out / "demo_info.json", json.dumps(_info(size, train, test, seed, distractors, placed), indent=1))
     return out
 
 
