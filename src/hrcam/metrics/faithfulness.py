@@ -153,7 +153,31 @@ def _mean(t: torch.Tensor) -> float:
 # -- metrics ---------------------------------------------------------------------------------------
 @torch.no_grad()
 def average_drop_increase(model, images, maps, classes=None, qs=AD_IC_LEVELS, batch_size: int = 32) -> dict:
-    """``{"AD@q": …, "IC@q": …}`` (percent) for each q, plus ``n`` and ``excluded``."""
+    """Average Drop and Increase in Confidence (Chattopadhay et al., "Grad-CAM++", WACV 2018).
+
+    With ``Y = p_c(x)`` and ``O = p_c(x ⊙ M_q)``, ``M_q`` the normalized map with its lowest
+    ``q`` fraction of pixels zeroed (:func:`drop_lowest`):
+    ``AD@q = 100/N · Σ max(0, Y − O) / Y`` (lower is better) and ``IC@q = 100/N · Σ 1[O > Y]``
+    (higher is better). Invalid maps are excluded and counted (:func:`exclusion_reasons`).
+
+    Example:
+        >>> scores = average_drop_increase(model, images, maps, qs=(0.0, 0.5))
+        >>> scores["AD@0.5"], scores["IC@0.5"], scores["n"]
+
+    Args:
+        model: the classifier (``model(x)`` gives logits).
+        images: ``N×C×H×W`` in [0, 1].
+        maps: ``N×H×W`` maps at image size.
+        classes: the explained class per image (default: the model's prediction).
+        qs: the fractions of pixels removed.
+        batch_size: images per forward pass.
+
+    Returns:
+        ``{"AD@q", "IC@q"}`` for each ``q`` (percent), plus ``n`` and ``excluded``.
+
+    Raises:
+        ValueError: a bad ``batch_size``, ``q`` outside [0, 1), or inputs of different sizes.
+    """
     _check_batch_size(batch_size)
     x, m, classes, reasons = _select(images, maps, classes)
     out: dict = {}
@@ -219,8 +243,31 @@ def _accuracy(logits: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tenso
 def masked_accuracy(model, images, maps, labels=None, threshold: float = 0.5, radius: int = 3, batch_size: int = 32) -> dict:
     """Top-1 / top-5 accuracy and mean entropy on masked-in, masked-out and inpainted images.
 
-    Keys ``{masked_in,masked_out,inpainted}_{top1,top5,entropy}`` (accuracies as fractions in
-    [0, 1]), plus ``n`` and ``excluded``. Without ``labels`` the clean predictions are the labels.
+    The CASM evaluation (Zolna et al., "Classifier-agnostic saliency map extraction", CVIU 2020):
+    with ``b = 1[norm(m) ≥ threshold]``, the classifier sees ``b·x`` (masked in: high accuracy is
+    better), ``(1 − b)·x`` (masked out: low is better) and ``x`` with the region ``b`` inpainted
+    by OpenCV's TELEA method (:func:`inpaint_telea`), and
+    ``entropy = −Σ_k p_k ln p_k`` (:func:`entropy`).
+
+    Example:
+        >>> scores = masked_accuracy(model, images, maps, labels)
+        >>> scores["masked_in_top1"], scores["masked_out_top1"], scores["inpainted_top1"]
+
+    Args:
+        model: the classifier (``model(x)`` gives logits).
+        images: ``N×C×H×W`` in [0, 1].
+        maps: ``N×H×W`` maps at image size.
+        labels: the true classes (default: the clean predictions).
+        threshold: binarization threshold on the normalized map, in (0, 1].
+        radius: the inpainting radius in pixels.
+        batch_size: images per forward pass.
+
+    Returns:
+        ``{masked_in,masked_out,inpainted}_{top1,top5,entropy}`` (accuracies as fractions in
+        [0, 1]), plus ``n`` and ``excluded``.
+
+    Raises:
+        ValueError: a bad ``threshold`` or ``batch_size``, or inputs of different sizes.
     """
     _check_batch_size(batch_size)
     x, m, labels, reasons = _select(images, maps, labels)
@@ -287,7 +334,30 @@ def deletion_insertion_curves(model, images, maps, classes=None, steps: int = 20
 
 
 def deletion_insertion(model, images, maps, classes=None, steps: int = 20, batch_size: int = 32) -> dict:
-    """``{"deletion_auc", "insertion_auc", "n", "excluded"}`` (lower deletion / higher insertion = more faithful)."""
+    """Deletion and insertion AUC (Petsiuk et al., "RISE", BMVC 2018).
+
+    Pixels ranked by the map; at step ``i`` of ``S`` the top ``i/S`` fraction is removed (set to
+    zero: deletion) or is all that is kept (insertion), and ``p_c`` of the result is recorded.
+    ``AUC = Σ_i (p_i + p_{i+1}) / 2S`` (trapezoid over the fraction in [0, 1]); a faithful map
+    has a low deletion and a high insertion AUC.
+
+    Example:
+        >>> deletion_insertion(model, images, maps, steps=20)["deletion_auc"]
+
+    Args:
+        model: the classifier (``model(x)`` gives logits).
+        images: ``N×C×H×W`` in [0, 1].
+        maps: ``N×H×W`` maps at image size.
+        classes: the explained class per image (default: the model's prediction).
+        steps: ``S``, the number of steps.
+        batch_size: images per forward pass.
+
+    Returns:
+        ``{"deletion_auc", "insertion_auc", "n", "excluded"}``.
+
+    Raises:
+        ValueError: a bad ``steps`` or ``batch_size``, or inputs of different sizes.
+    """
     dele, ins, _, reasons = deletion_insertion_curves(model, images, maps, classes, steps, batch_size)
     return _result(
         dele.shape[0],
@@ -298,7 +368,28 @@ def deletion_insertion(model, images, maps, classes=None, steps: int = 20, batch
 
 def faithfulness(model, images, maps, labels=None, classes=None, *, qs=AD_IC_LEVELS, threshold: float = 0.5,
                  steps: int = 20, batch_size: int = 32) -> dict:
-    """Every faithfulness metric of DESIGN §6 in one flat dict (plus ``n`` and ``excluded``)."""
+    """Every faithfulness metric of DESIGN §6 in one flat dict (plus ``n`` and ``excluded``).
+
+    :func:`average_drop_increase` (with ``classes``), :func:`masked_accuracy` (with ``labels``)
+    and :func:`deletion_insertion` (with ``classes``), merged.
+
+    Example:
+        >>> faithfulness(model, images, maps, labels=labels)["insertion_auc"]
+
+    Args:
+        model: the classifier.
+        images: ``N×C×H×W`` in [0, 1].
+        maps: ``N×H×W`` maps at image size.
+        labels: true classes for the masked accuracies (default: the clean predictions).
+        classes: explained classes for AD/IC and deletion/insertion (default: the predictions).
+        qs: AD/IC removal fractions.
+        threshold: the masked accuracies' binarization threshold.
+        steps: deletion/insertion steps.
+        batch_size: images per forward pass.
+
+    Raises:
+        ValueError: as the three metrics.
+    """
     out: dict = {}
     for part in (
         average_drop_increase(model, images, maps, classes, qs=qs, batch_size=batch_size),

@@ -188,8 +188,26 @@ def _regions(maps: np.ndarray, masks, boxes) -> np.ndarray:
 
 
 def pointing_game(maps, gt_masks, tolerance: float = 0.0) -> np.ndarray:
-    """1.0 where the map's maximum is within ``tolerance`` px of the ground truth, 0.0 where not,
-    NaN where the ground truth is empty. Maps at lower resolution are upsampled first."""
+    """Pointing game (Zhang et al., "Top-down Neural Attention by Excitation Backprop", ECCV 2016).
+
+    ``hit = 1[min_{p ∈ G} ‖argmax(m) − p‖ ≤ tolerance]`` per image: 1.0 where the map's maximum is
+    within ``tolerance`` px of the ground truth ``G``, 0.0 where not, NaN where ``G`` is empty.
+    Maps at lower resolution are upsampled (bilinear) first.
+
+    Example:
+        >>> m = np.zeros((1, 4, 4)); m[0, 0, 0] = 1
+        >>> g = np.zeros((1, 4, 4), bool); g[0, 2:, 2:] = True
+        >>> pointing_game(m, g).tolist(), pointing_game(m, g, tolerance=3).tolist()
+        ([0.0], [1.0])
+
+    Args:
+        maps: ``N×h×w`` (or ``h×w``) maps, any resolution.
+        gt_masks: ``N×H×W`` boolean ground-truth masks.
+        tolerance: the distance in pixels that still counts as a hit.
+
+    Raises:
+        ValueError: a negative ``tolerance``, or maps and masks of different counts.
+    """
     if tolerance < 0:
         raise ValueError(f"tolerance must be >= 0, got {tolerance}")
     gt = np.asarray(gt_masks).astype(bool)
@@ -209,7 +227,25 @@ def pointing_game(maps, gt_masks, tolerance: float = 0.0) -> np.ndarray:
 
 
 def energy_pointing_game(maps, gt_masks) -> np.ndarray:
-    """Share of the normalized map's mass inside the ground truth, NaN where it is empty."""
+    """Energy-based pointing game (Wang et al., "Score-CAM", CVPR Workshops 2020).
+
+    ``E = Σ_{p ∈ G} norm(m)(p) / Σ_p norm(m)(p)``: the share of the min-max normalized map's mass
+    inside the ground truth ``G`` (an all-zero map counts as uniform, ``|G| / (H·W)``); NaN
+    where ``G`` is empty.
+
+    Example:
+        >>> m = np.zeros((1, 2, 2)); m[0, 0] = [1.0, 0.5]; m[0, 1, 0] = 0.5
+        >>> g = np.zeros((1, 2, 2), bool); g[0, 0, 0] = True
+        >>> energy_pointing_game(m, g).tolist()
+        [0.5]
+
+    Args:
+        maps: ``N×h×w`` (or ``h×w``) maps, upsampled to the masks' size.
+        gt_masks: ``N×H×W`` boolean ground-truth masks.
+
+    Raises:
+        ValueError: maps and masks of different counts.
+    """
     gt = np.asarray(gt_masks).astype(bool)
     gt = gt[None] if gt.ndim == 2 else gt
     m = normalize_maps(upsample_maps(maps, gt.shape[1:]))
@@ -290,7 +326,19 @@ def boxes_casm_rule(maps) -> np.ndarray:
 
 
 def box_iou(a, b) -> np.ndarray:
-    """IoU of boxes ``a`` (``P×4``) and ``b`` (``Q×4``), end-exclusive pixel boxes → ``P×Q``."""
+    """Intersection over union ``|a ∩ b| / |a ∪ b|`` of every box of ``a`` with every box of ``b``.
+
+    Example:
+        >>> box_iou([[0, 0, 2, 2]], [[1, 0, 3, 2], [5, 5, 6, 6]]).round(3).tolist()
+        [[0.333, 0.0]]
+
+    Args:
+        a: ``P×4`` boxes ``(x0, y0, x1, y1)``, end-exclusive pixel coordinates.
+        b: ``Q×4`` boxes, the same layout.
+
+    Returns:
+        ``P×Q`` IoUs (0 where both boxes are empty).
+    """
     a = _box_array(a)
     b = _box_array(b)
     x0 = np.maximum(a[:, None, 0], b[None, :, 0])
@@ -305,8 +353,26 @@ def box_iou(a, b) -> np.ndarray:
 
 
 def box_accuracy(pred_boxes, gt_boxes: Sequence, rule: str = "cam") -> np.ndarray:
-    """1.0 where the predicted box overlaps any ground-truth box of the image enough
-    (``IoU ≥ 0.5`` for ``rule='cam'``, ``IoU > 0.5`` for ``rule='casm'``), NaN without boxes."""
+    """Box accuracy: ``1[max_g IoU(pred, g) ≥ 0.5]`` per image (localization error = 1 − it).
+
+    The ILSVRC localization criterion as CAM (Zhou et al., CVPR 2016) scores it (``rule='cam'``,
+    ``IoU ≥ 0.5``) and as CASM (Zolna et al., "Classifier-agnostic saliency map extraction",
+    CVIU 2020) does (``rule='casm'``, ``IoU > 0.5``); NaN for images without boxes.
+
+    Example:
+        >>> box_accuracy([[0, 0, 4, 4]], [[[0, 0, 4, 2]]]).tolist()   # IoU 0.5
+        [1.0]
+        >>> box_accuracy([[0, 0, 4, 4]], [[[0, 0, 4, 2]]], rule="casm").tolist()
+        [0.0]
+
+    Args:
+        pred_boxes: ``N×4``, one predicted box per image.
+        gt_boxes: one list of ground-truth boxes per image.
+        rule: ``'cam'`` or ``'casm'``.
+
+    Raises:
+        ValueError: an unknown ``rule``, or not one list of boxes per image.
+    """
     if rule not in ("cam", "casm"):
         raise ValueError(f"rule must be 'cam' or 'casm', got {rule!r}")
     pred = _box_array(pred_boxes)
@@ -323,7 +389,24 @@ def box_accuracy(pred_boxes, gt_boxes: Sequence, rule: str = "cam") -> np.ndarra
 
 
 def mask_iou(maps, gt_masks, threshold: float = MASK_THRESHOLD) -> np.ndarray:
-    """IoU of ``norm(m) ≥ threshold`` with the ground-truth mask; NaN where the mask is empty."""
+    """Mask IoU: ``|B ∩ G| / |B ∪ G|`` with ``B = {p : norm(m)(p) ≥ threshold, m(p) > 0}``.
+
+    The map is upsampled to the mask and min-max normalized; NaN where ``G`` is empty.
+
+    Example:
+        >>> m = np.zeros((1, 2, 2)); m[0, 0] = 1.0
+        >>> g = np.zeros((1, 2, 2), bool); g[0, :, 0] = True
+        >>> mask_iou(m, g).round(3).tolist()
+        [0.333]
+
+    Args:
+        maps: ``N×h×w`` (or ``h×w``) maps.
+        gt_masks: ``N×H×W`` boolean ground-truth masks.
+        threshold: the binarization threshold on the normalized map.
+
+    Raises:
+        ValueError: a ``threshold`` outside [0, 1], or maps and masks of different counts.
+    """
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be in [0, 1], got {threshold}")
     gt = np.asarray(gt_masks).astype(bool)
