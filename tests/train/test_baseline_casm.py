@@ -244,3 +244,22 @@ def test_warmed_up_training_repeats_bit_identically(tmp_path):
         states.append(load_weights(report["last"])[0])
     assert set(states[0]) == set(states[1])
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_a_cam_network_as_casms_classifier_round_trips(tmp_path):
+    from hrcam.models.baselines.camnet import CAMNet
+    from hrcam.models.registry import load_network, model_metadata
+    from hrcam.weights import save_weights
+
+    cam = CAMNet.build("resnet18", 3, extra_channels=8).eval()
+    net = CASMNet(cam).eval()
+    assert cam.stage_channels == [64, 64, 128, 256, 8]  # the deepest stage is CAM's extra conv
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        logits, mask = net.logits_and_mask(x)
+        assert torch.allclose(logits, cam(x), atol=1e-6) and torch.equal(cam.stages(x)[-1], cam.features(x))
+    save_weights(tmp_path / "w.safetensors", net.state_dict(), model_metadata("casm", net, 32, ["a", "b", "c"]))
+    back, _ = load_network(tmp_path / "w.safetensors")
+    assert isinstance(back.classifier, CAMNet)
+    with torch.no_grad():
+        assert torch.allclose(back.eval().logits_and_mask(x)[1], mask, atol=1e-6)

@@ -120,6 +120,9 @@ def register_train(sub) -> None:
     casm.add_argument("--pool_size", type=positive_int, default=30, help="snapshots kept (default: 30)")
     casm.add_argument("--smf", type=positive_int, default=None, help="steps between snapshots (default: the strategy's)")
     casm.add_argument("--pool_prob", type=float, default=None, help="probability of scoring with a snapshot (default: the strategy's)")
+    casm.add_argument("--classifier", default=None, metavar="WEIGHTS",
+                      help="start from a classifier trained by 'hrcam train cam' (file or results folder) instead "
+                           "of --backbone; with --thinning F it stays frozen, as the seed's pretrained ResNet-50")
     casm.add_argument("--warmup_epochs", type=nonneg_int, default=0,
                       help="epochs of classifier-only cross-entropy before the masker starts; with F the classifier "
                            "is frozen after them (default: 0, the seed's recipe; use 1 or more with a weak or "
@@ -179,4 +182,4 @@ def run_casm(args) -> int:
     return _report(train_casm(*_settings(args), **_backbone(args), thinning=args.thinning, lr=args.lr,
                               lr_masker=args.lr_masker, lambda_r=args.lambda_r, pool_size=args.pool_size,
                               smf=args.smf, pool_prob=args.pool_prob, warmup_epochs=args.warmup_epochs,
-                              lambda_ramp_steps=args.lambda_ramp_steps))
+                              lambda_ramp_steps=args.lambda_ramp_steps, classifier=args.classifier))

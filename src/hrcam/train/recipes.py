@@ -381,10 +381,12 @@ def train_lcam(data: FolderData, run: RunSettings, *, classifier=None, backbone:
 def train_casm(data: FolderData, run: RunSettings, *, backbone: str = "resnet50", backbone_weights=None,
                pretrained: bool = False, thinning: str = "L1000", lr: float = 1e-3, lr_masker: float = 1e-3,
                lambda_r: float | None = None, pool_size: int = 30, smf: int | None = None,
-               pool_prob: float | None = None, warmup_epochs: int = 0, lambda_ramp_steps: int = 0) -> dict | None:
+               pool_prob: float | None = None, warmup_epochs: int = 0, lambda_ramp_steps: int = 0,
+               classifier=None) -> dict | None:
     """CASM: a classifier and a masker trained together against a pool of classifier snapshots;
     best by ``val_loss`` after ``warmup_epochs`` of classifier-only training (λ ramped over
-    ``lambda_ramp_steps`` masker steps)."""
+    ``lambda_ramp_steps`` masker steps). ``classifier``: weights from ``hrcam train cam`` to start
+    from (thinning F: to keep frozen) instead of the torchvision ``backbone``."""
     from hrcam.models.baselines.casm import CASMNet
     from hrcam.models.baselines.feature_backbones import build_feature_backbone
     from hrcam.train.baselines import CASMModule
@@ -395,8 +397,13 @@ def train_casm(data: FolderData, run: RunSettings, *, backbone: str = "resnet50"
     if pool_prob is not None and not 0 <= pool_prob <= 1:
         raise UserError(f"--pool_prob must be in [0, 1], got {pool_prob}")
     _seeded(run.seed)
-    clf = _user_errors(build_feature_backbone, backbone, weights=backbone_weights, pretrained=pretrained,
-                       num_classes=dm.num_classes, reset_head=True)
+    if classifier:
+        if backbone_weights or pretrained:
+            raise UserError("give --classifier or --backbone_weights / --pretrained, not both")
+        clf = _lcam_classifier(dm, classifier, backbone, None, False)
+    else:
+        clf = _user_errors(build_feature_backbone, backbone, weights=backbone_weights, pretrained=pretrained,
+                           num_classes=dm.num_classes, reset_head=True)
     module = _user_errors(CASMModule, CASMNet(clf), thinning_name=thinning, lambda_r=lambda_r, pool_size=pool_size,
                           pool_prob=pool_prob, smf=smf, lr_classifier=lr, lr_masker=lr_masker, seed=run.seed,
                           im_size=data.im_size, class_names=dm.classes, warmup_epochs=warmup_epochs,

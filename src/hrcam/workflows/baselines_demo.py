@@ -54,6 +54,7 @@ def train_neighbours(data_dir, out_dir, *, backbone: str = DEMO_SETTINGS["backbo
                      lcam_epochs: int = DEMO_SETTINGS["lcam_epochs"], lcam_lr: float = DEMO_SETTINGS["lcam_lr"],
                      lcam_optimizer: str = DEMO_SETTINGS["lcam_optimizer"],
                      thinnings=DEMO_SETTINGS["thinnings"], casm_epochs: int = DEMO_SETTINGS["casm_epochs"],
+                     casm_batches: int | None = DEMO_SETTINGS["casm_batches"],
                      casm_warmup_epochs: int = DEMO_SETTINGS["casm_warmup_epochs"],
                      casm_lr: float = DEMO_SETTINGS["casm_lr"],
                      lambda_ramp_steps: int = DEMO_SETTINGS["lambda_ramp_steps"],
@@ -61,7 +62,8 @@ def train_neighbours(data_dir, out_dir, *, backbone: str = DEMO_SETTINGS["backbo
     """Train CAM, L-CAM-Fm, L-CAM-Img (on the CAM network) and CASM per thinning strategy on ``data_dir``.
 
     Weights under ``out_dir/<run>/``, logs under ``out_dir/logs/``. ``epochs`` are CAM's;
-    ``casm_epochs`` include the ``casm_warmup_epochs``. Returns ``{run: results folder}``;
+    ``casm_epochs`` (of at most ``casm_batches`` batches each; None = all) include the
+    ``casm_warmup_epochs``. CASM's classifier starts as the CAM network (thinning F keeps it frozen). Returns ``{run: results folder}``;
     ``seconds``, when given, is filled with each run's training wall time.
     """
     import time
@@ -71,19 +73,19 @@ def train_neighbours(data_dir, out_dir, *, backbone: str = DEMO_SETTINGS["backbo
     out = Path(out_dir)
     data = FolderData(data_dir, im_size=im_size, batch_size=batch_size, augment=False)
     backbone_args = {"backbone": backbone, "pretrained": pretrained}
-    recipes = {"cam": (epochs, lambda run: train_cam(data, run, **backbone_args, lr=cam_lr,
+    recipes = {"cam": (epochs, None, lambda run: train_cam(data, run, **backbone_args, lr=cam_lr,
                                                      extra_channels=extra_channels))}
     for variant in ("fm", "img"):  # the frozen classifier is the CAM network just trained
-        recipes[f"lcam_{variant}"] = (lcam_epochs, lambda run, v=variant: train_lcam(
+        recipes[f"lcam_{variant}"] = (lcam_epochs, None, lambda run, v=variant: train_lcam(
             data, run, classifier=out / "cam", backbone=backbone, variant=v, lr=lcam_lr, optimizer=lcam_optimizer))
-    for t in thinnings:
-        recipes[f"casm_{t}"] = (casm_epochs, lambda run, t=t: train_casm(
-            data, run, **backbone_args, thinning=t, lr=casm_lr, warmup_epochs=casm_warmup_epochs,
-            lambda_ramp_steps=lambda_ramp_steps))
+    for t in thinnings:  # CASM's classifier starts as the CAM network (F: stays it, frozen)
+        recipes[f"casm_{t}"] = (casm_epochs, casm_batches, lambda run, t=t: train_casm(
+            data, run, classifier=out / "cam", backbone=backbone, thinning=t, lr=casm_lr,
+            warmup_epochs=casm_warmup_epochs, lambda_ramp_steps=lambda_ramp_steps))
     results = {}
-    for name, (n_epochs, recipe) in recipes.items():
+    for name, (n_epochs, batches, recipe) in recipes.items():
         run = RunSettings(name, epochs=n_epochs, results_root=out, logs_root=out / "logs", progress=progress,
-                          overwrite=True, seed=seed, num_maps=8)
+                          overwrite=True, seed=seed, num_maps=8, limit_train_batches=batches)
         t0 = time.perf_counter()
         recipe(run)
         if seconds is not None:

@@ -81,6 +81,17 @@ class CAMNet(CAMNetwork):
     def out_channels(self) -> int:
         return int(self.fc.in_features)
 
+    # -- the multi-scale view CASM's masker reads (a CAM network can be CASM's classifier) --------
+    def stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The backbone's stage maps, shallow to deep, the deepest through the extra conv (= :meth:`features`)."""
+        maps = self.backbone.stages(x)
+        return [*maps[:-1], self.cam_conv(maps[-1])]
+
+    @property
+    def stage_channels(self) -> list[int]:
+        """Channels of :meth:`stages`."""
+        return [*self.backbone.stage_channels[:-1], self.out_channels]
+
     def forward_maps(self, x: torch.Tensor, high: bool = False) -> MapOutputs:
         feats = self.features(x)
         return MapOutputs(logits=self.head(feats), low_features=feats, high_features=None)

@@ -12,9 +12,9 @@ FULL_EPOCHS = {"faithfulness": 3, "smoothness": 3, "reconstruction": 1, "consist
 #: which documents them)
 BASELINE_SETTINGS = {
     "backbone": "efficientnet_lite0", "pretrained": True, "im_size": 96, "batch_size": 32,
-    "epochs": 2, "cam_lr": 1e-3, "extra_channels": 64,
+    "epochs": 3, "cam_lr": 1e-3, "extra_channels": 64,
     "lcam_epochs": 1, "lcam_lr": 1e-3, "lcam_optimizer": "adam",
-    "thinnings": ("F", "L"), "casm_epochs": 2, "casm_warmup_epochs": 1, "casm_lr": 1e-2,
+    "thinnings": ("F", "L"), "casm_epochs": 1, "casm_batches": 30, "casm_warmup_epochs": 0, "casm_lr": 1e-3,
     "lambda_ramp_steps": 0,
 }
 
@@ -29,7 +29,7 @@ EXTRA_ALIASES = {"baselines": "neighbours"}
 EXTRA_SETTINGS = {
     # CAM / L-CAM / CASM: keyword arguments of train_neighbours plus the image subset
     # (``train``/``test`` images spread over the splits) and the scoring batch
-    "neighbours": {**BASELINE_SETTINGS, "train": 1000, "test": 100, "score_batch": 50},
+    "neighbours": {**BASELINE_SETTINGS, "train": 2000, "test": 100, "score_batch": 50},
     # keyword arguments of fit_pretrained_digits, plus ``test_limit`` (None = the demo's ``limit``)
     "pretrained": {"backbone": "efficientnet_lite0", "im_size": 224, "head_epochs": 100, "decoder_steps": 100,
                    "train_size": 128, "decoder_batch": 8, "objective": "consistency", "train_limit": 2000,
