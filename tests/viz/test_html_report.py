@@ -226,14 +226,14 @@ def test_browser_check_catches_a_broken_image_and_a_javascript_error(browser, tm
 
 
 def test_markdown_report_blocks_become_the_same_page(tmp_path):
-    from hrcam.viz.report import Figure, Table, write_report
+    from hrcam.viz.html_report import write_report_html
+    from hrcam.viz.report import Figure, Table
 
     Image.fromarray(np.full((6, 9, 3), 200, np.uint8)).save(tmp_path / "fig.png")
     blocks = ["Intro with **bold**, *italic* and `code`.\n\n- one\n- two", Table("Times", ["stage", "s"], [["a", 1.25]],
               digits=1, note="see `stages.json`"), Figure("fig.png", "A *figure*")]
-    md = write_report(tmp_path / "report.md", "T", blocks, [Table("Extra", ["m", "v"], [["x", 0.5]])], html=True)
-    assert md.read_text().startswith("# T")
-    text = (tmp_path / "report.html").read_text(encoding="utf-8")
+    page = write_report_html(tmp_path / "report.html", "T", blocks, [Table("Extra", ["m", "v"], [["x", 0.5]])])
+    text = page.read_text(encoding="utf-8")
     order = [text.index(s) for s in ("<p>Intro with <b>bold</b>, <i>italic</i> and <code>code</code>.</p>",
                                      "<ul><li>one</li><li>two</li></ul>", "<h2>Times</h2>", '<td data-v="1.25">1.2</td>',
                                      "see <code>stages.json</code>", "<figcaption>A <i>figure</i></figcaption>",
@@ -242,7 +242,7 @@ def test_markdown_report_blocks_become_the_same_page(tmp_path):
     (uri,) = _data_uris(text)
     assert base64.b64decode(uri) == (tmp_path / "fig.png").read_bytes()
     with pytest.raises(ValueError, match="figure 'gone.png': no such file"):
-        write_report(tmp_path / "r2.md", "T", [Figure("gone.png")], html=True)
+        write_report_html(tmp_path / "r2.html", "T", [Figure("gone.png")])
 
 
 def test_gallery_from_examples_columns_scores_and_ground_truth():

@@ -5,8 +5,8 @@ of CSS and vanilla JavaScript (click a header to sort; "show only wrong predicti
 The gallery takes already-rendered RGB pictures (e.g. :func:`hrcam.viz.plotting.overlay`);
 :func:`gallery_from_examples` renders them from the examples a gallery figure is drawn from
 (image, label, prediction, mask, boxes, one map per kind), so new map kinds show up as new
-columns. :func:`hrcam.viz.report.write_report` (``html=True``) writes a Markdown report's blocks
-as this page too.
+columns. :func:`write_report_html` writes a Markdown report's blocks
+(:func:`hrcam.viz.report.write_report`) as this page.
 
     from hrcam.viz.html_report import write_html_report
     write_html_report("results/demo/report.html", title="Demo",
@@ -25,7 +25,8 @@ import re
 from html import escape
 from pathlib import Path
 
-__all__ = ["render_html_report", "write_html_report", "png_data_uri", "gallery_from_examples", "ground_truth_panel"]
+__all__ = ["render_html_report", "write_html_report", "write_report_html", "png_data_uri", "gallery_from_examples",
+           "ground_truth_panel"]
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
@@ -279,3 +280,17 @@ def write_html_report(path, *, title: str, tables, gallery: dict | None = None, 
 
     text = render_html_report(title=title, tables=tables, gallery=gallery, notes=notes, figures_dir=figures_dir)
     return write_text(path, text)
+
+
+def write_report_html(path, title: str, blocks: list, extra_tables=(), extra_title: str = "Other methods",
+                      gallery: dict | None = None) -> Path:
+    """A Markdown report's blocks (:func:`hrcam.viz.report.write_report`'s arguments) as one page.
+
+    Same order as the Markdown: tables (sortable), Markdown strings, figures (read from the
+    page's folder and embedded), then ``extra_tables`` under ``extra_title``; ``gallery`` (e.g.
+    from :func:`gallery_from_examples`) last. ``report.md`` → ``report.html`` next to it.
+    """
+    path = Path(path)
+    extra = list(extra_tables)
+    return write_html_report(path, title=title, figures_dir=path.parent, gallery=gallery,
+                             tables=[*blocks, *([f"## {extra_title}", *extra] if extra else [])])

@@ -117,22 +117,13 @@ def render_report(title: str, blocks: list, extra_tables: list[Table] = (),
 
 
 def write_report(path, title: str, blocks: list, extra_tables: list[Table] = (),
-                 extra_title: str = "Other methods", html: bool = False, html_gallery: dict | None = None) -> Path:
+                 extra_title: str = "Other methods") -> Path:
     """Render and write the report atomically; returns its path (parent folders are created).
 
-    ``html=True`` also writes the same blocks, in the same order, as one self-contained page
-    next to it (``report.md`` → ``report.html``, :func:`hrcam.viz.html_report.write_html_report`):
-    sortable tables, the figures embedded, and ``html_gallery`` (e.g. from
-    :func:`hrcam.viz.html_report.gallery_from_examples`) as the per-image gallery.
+    :func:`hrcam.viz.html_report.write_report_html` writes the same blocks as one HTML page.
     """
     from hrcam.fileio import write_text
 
     path = Path(path)
     write_text(path, render_report(title, blocks, extra_tables, extra_title))
-    if html:
-        from hrcam.viz.html_report import write_html_report
-
-        extra = list(extra_tables)
-        write_html_report(path.with_suffix(".html"), title=title, figures_dir=path.parent,
-                          tables=[*blocks, *([f"## {extra_title}", *extra] if extra else [])], gallery=html_gallery)
     return path

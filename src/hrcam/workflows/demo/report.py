@@ -48,6 +48,7 @@ def _best_maps(maps: dict) -> dict:
 
 def _write_report(out: Path, cfg: DemoConfig, metrics: dict, classification: dict, figures, extra_tables,
                   gallery: dict | None = None):
+    from hrcam.viz.html_report import write_report_html
     from hrcam.viz.report import Figure, Table, table_from_records, write_report
 
     maps = metrics["maps"]
@@ -109,9 +110,10 @@ def _write_report(out: Path, cfg: DemoConfig, metrics: dict, classification: dic
                                    f"class), low-res CAM, high-res CAM, refined map{extra}, ground truth "
                                    "(mask, box in red)."))
     blocks.append(Figure("pipeline.png", "The post-processing pipeline on the first test image."))
+    title = "hrcam demo: HR-CAM on digits on textures"
+    write_report(out / "report.md", title, blocks, list(extra_tables))
     # report.html: the same blocks (sortable tables, figures embedded) and the per-image gallery
-    write_report(out / "report.md", "hrcam demo: HR-CAM on digits on textures", blocks, list(extra_tables),
-                 html=True, html_gallery=gallery)
+    write_report_html(out / "report.html", title, blocks, list(extra_tables), gallery=gallery)
 
 def _pretrained_text(metrics: dict) -> str:
     """The paragraph under the localization table that explains the Lite0 rows."""
