@@ -127,3 +127,29 @@ class Explainer:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={type(self.model).__name__})"
+
+
+class TrainedNetworkExplainer:
+    """Mixin for the explainers of one trained network type (CAMNet, L-CAM, CASM).
+
+    Put it before the :class:`Explainer` base; a subclass names the network with the class
+    attributes ``hrcam_type`` (the weights' type), ``network_class`` and ``network_label``.
+
+    Args:
+        model: the network, or a path to the weights that ``hrcam train <hrcam_type>`` exported.
+        device: where to run (default: the model's).
+
+    Raises:
+        ValueError: ``model`` is not a ``network_class``.
+        UserError: the path holds weights of another type.
+    """
+
+    hrcam_type: str = ""
+    network_class: type = nn.Module
+    network_label: str = ""
+
+    def __init__(self, model, device=None):
+        from hrcam.models.registry import resolve_network
+
+        model = resolve_network(model, self.hrcam_type, self.network_class, self.network_label)
+        super().__init__(model, device=device)

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import torch
 
-from hrcam.explain.base import Explainer, resolve_targets
+from hrcam.explain.base import Explainer, TrainedNetworkExplainer, resolve_targets
 from hrcam.models.baselines.casm import CASMNet
-from hrcam.models.registry import resolve_network
 
 
-class CASMExplainer(Explainer):
+class CASMExplainer(TrainedNetworkExplainer, Explainer):
     """CASM (Zolna et al., 2020): the mask of a masker trained against a pool of classifiers.
 
     ``mask = masker(stages(x)) ∈ [0, 1]^{H×W}``, trained so that ``(1 − mask) ⊙ x`` no longer
@@ -22,20 +21,13 @@ class CASMExplainer(Explainer):
     Example:
         >>> maps = CASMExplainer("results/casm").explain(images).maps
 
-    Args:
-        model: a CASMNet, or a path to weights exported by ``hrcam train casm``.
-        device: where to run (default: the model's).
-
-    Raises:
-        ValueError: ``model`` is not a CASMNet.
-        UserError: the path holds other weights.
+    Args and Raises: as :class:`~hrcam.explain.base.TrainedNetworkExplainer`; ``model`` is a
+    CASMNet or the weights of ``hrcam train casm``. A call's ``targets`` only choose the
+    classes it reports: the mask is the same for all of them.
     """
 
     name = "casm"
-
-    def __init__(self, model, device=None):
-        model = resolve_network(model, "casm", CASMNet, "a CASMNet (hrcam train casm)")
-        super().__init__(model, device=device)
+    hrcam_type, network_class, network_label = "casm", CASMNet, "a CASMNet (hrcam train casm)"
 
     def raw_maps(self, x, targets):
         with torch.no_grad():

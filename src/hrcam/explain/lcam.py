@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import torch
 
-from hrcam.explain.base import Explainer, resolve_targets
+from hrcam.explain.base import Explainer, TrainedNetworkExplainer, resolve_targets
 from hrcam.models.baselines.lcam import LCAMNet
-from hrcam.models.registry import resolve_network
 
 
-class LCAMExplainer(Explainer):
+class LCAMExplainer(TrainedNetworkExplainer, Explainer):
     """L-CAM (Gkartzonika et al., ECCV-W 2022): a learned attention map per class.
 
     ``A_c = σ(conv1×1(F))[c]`` on the frozen classifier's last conv maps ``F``, trained so that
@@ -22,20 +21,13 @@ class LCAMExplainer(Explainer):
     Example:
         >>> maps = LCAMExplainer("results/lcam1").explain(images, targets=labels).maps
 
-    Args:
-        model: an LCAMNet, or a path to weights exported by ``hrcam train lcam``.
-        device: where to run (default: the model's).
-
-    Raises:
-        ValueError: ``model`` is not an LCAMNet.
-        UserError: the path holds other weights.
+    Args and Raises: as :class:`~hrcam.explain.base.TrainedNetworkExplainer`; ``model`` is an
+    LCAMNet or the weights of ``hrcam train lcam``. A call's ``targets`` (default: each
+    image's predicted class) pick the attention map returned, one of the K the pass computes.
     """
 
     name = "lcam"
-
-    def __init__(self, model, device=None):
-        model = resolve_network(model, "lcam", LCAMNet, "an LCAMNet (hrcam train lcam)")
-        super().__init__(model, device=device)
+    hrcam_type, network_class, network_label = "lcam", LCAMNet, "an LCAMNet (hrcam train lcam)"
 
     def raw_maps(self, x, targets):
         with torch.no_grad():
