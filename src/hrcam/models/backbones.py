@@ -30,9 +30,11 @@ Both read weights the same way (:func:`read_state_dict`: safetensors or
 ``torch.load(..., weights_only=True)``, never unpickling) and refuse a file that does not fit
 with one message naming the missing, unexpected and mis-shaped tensors.
 
-Adding a family (e.g. ``timm:<name>``) is one :func:`register_family` call: give ``accepts``
-(which names it serves), ``build`` (name, classes → the model), ``pretrained_state`` and the
-stage/classifier node names of the built model. Nothing else in hrcam lists backbone names.
+Adding a family is one :func:`register_family` call: give ``accepts`` (which names it serves),
+``build`` (name, classes → the model), ``pretrained_state`` and the stage/classifier node names
+of the built model. timm's CNNs (``timm:<name>``, :mod:`hrcam.models.timm_backbones`) are one
+such entry whose ``resolve`` reads those names from each model. Nothing else in hrcam lists
+backbone names.
 """
 from __future__ import annotations
 
@@ -47,6 +49,7 @@ from torch import nn
 
 from hrcam.errors import UserError
 from hrcam.models.base import CAMNetwork, MapOutputs
+from hrcam.models.timm_backbones import TIMM_PREFIX, build_timm, is_timm_name, timm_layout, timm_pretrained_state
 from hrcam.weights import first_line, torch_load_safe
 
 __all__ = [
@@ -132,6 +135,13 @@ class BackboneFamily:
             default).
         variants: named field overrides for other readings of the same model (VGG's
             ``after_pool``: ``A`` after the last max-pool).
+        resolve: for families whose layout depends on the model (``timm:<name>``):
+            ``name → field overrides``, read from the model itself; :func:`backbone_family`
+            returns the family with them applied.
+        tap_channels: the channels of each tap, when the modules do not tell them (timm's
+            ``feature_info``); None: read from the last convolution or batch norm.
+        mean: per-channel input mean the weights expect (ImageNet's by default).
+        std: per-channel input std the weights expect.
     """
 
     key: str
@@ -149,6 +159,10 @@ class BackboneFamily:
     pretrained_state: Callable[[str], dict] = _torchvision_state
     offline: bool = False
     variants: tuple[tuple[str, dict], ...] = ()
+    resolve: Callable[[str], dict] | None = None
+    tap_channels: tuple[int, ...] | None = None
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
 
     def variant(self, name: str) -> "BackboneFamily":
         """This family read as its variant ``name`` (see ``variants``)."""
@@ -313,6 +327,9 @@ BACKBONE_FAMILIES: list[BackboneFamily] = [
                    # after_pool: A after pool5 (S/32; the seed's VGG16_7x7 L-CAM models)
                    variants=(("after_pool", {"stages": ("features.*",), "stride": 32, "taps": _blocks_then_pool5,
                                              "classifier": ("avgpool", nn.Flatten, "classifier")}),)),
+    # timm's CNNs (optional: pip install 'hrcam[timm]'); the layout is read from each model
+    BackboneFamily("timm", (TIMM_PREFIX,), accepts=is_timm_name, resolve=timm_layout, build=build_timm,
+                   pretrained_state=timm_pretrained_state),
     # known families without an exact CAM (refused with the reason)
     BackboneFamily("mobilenet_v3", ("mobilenet_v3",), refused="its classifier is an MLP after pooling"),
     BackboneFamily("convnext", ("convnext",), refused="its classifier starts with a LayerNorm after pooling"),
@@ -336,7 +353,10 @@ def backbone_family(name: str) -> BackboneFamily | None:
     """The registered family serving the model ``name`` (None when none does)."""
     if not isinstance(name, str):
         return None
-    return next((f for f in BACKBONE_FAMILIES if f.serves(name)), None)
+    family = next((f for f in BACKBONE_FAMILIES if f.serves(name)), None)
+    if family is not None and family.resolve is not None:
+        family = replace(family, **family.resolve(name))
+    return family
 
 
 def backbone_names(*, baselines: bool = False) -> tuple[str, ...]:
@@ -354,7 +374,7 @@ def backbone_names(*, baselines: bool = False) -> tuple[str, ...]:
 
 
 def _cam_prefixes() -> tuple[str, ...]:
-    return tuple(p for f in BACKBONE_FAMILIES if f.stages and not f.refused for p in f.prefixes)
+    return tuple(p for f in BACKBONE_FAMILIES if (f.stages or f.resolve) and not f.refused for p in f.prefixes)
 
 
 #: name prefixes of the built-in families the HR-CAM path accepts (:func:`build_backbone`)
@@ -612,7 +632,8 @@ def build_backbone(
     model = _build_model(family, name, _head_classes(family, state) or 1000, features_only=False)
     head = _module_at(model, family.head)
     names = imagenet_class_names() if head.out_features == 1000 else None
-    net = BackboneNet([m for _, m in family.split(model)], head, name=name, class_names=names)
+    net = BackboneNet([m for _, m in family.split(model)], head, name=name, class_names=names,
+                      mean=family.mean, std=family.std)
     if state is not None:
         # the original model's key layout, or BackboneNet's own (``stages.*``, ``head.*``): the
         # one sharing more keys with the file (the modules are shared, so either load fills both)
@@ -645,8 +666,11 @@ def freeze(module: nn.Module) -> nn.Module:
 
 def _baseline_family(name: str) -> BackboneFamily:
     family = backbone_family(name)
+    if family is not None and family.taps is None and family.refused:
+        raise ValueError(f"backbone {name!r} is not a global-pooling + linear CNN ({family.refused})")
     if family is None or family.taps is None:
-        raise ValueError(f"backbone: unknown {name!r}; choose one of {', '.join(backbone_names(baselines=True))}")
+        raise ValueError(f"backbone: unknown {name!r}; choose one of {', '.join(backbone_names(baselines=True))}"
+                         f" or {TIMM_PREFIX}<name>")
     return family
 
 
@@ -701,13 +725,14 @@ class TorchvisionBackbone(nn.Module):
         self.normalize = bool(normalize)
         self.num_classes = int(num_classes) if with_classifier else 0
         self.net = _build_model(family, name, int(num_classes), features_only=not with_classifier)
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("mean", torch.tensor(family.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(family.std).view(1, 3, 1, 1), persistent=False)
         named = family.split(self.net)
         taps = family.tap_names(named)
         index = {n: i for i, (n, _) in enumerate(named)}
         modules = [m for _, m in named]
-        self.stage_channels = [_out_channels(modules[: index[t] + 1]) for t in taps]
+        self.stage_channels = (list(family.tap_channels) if family.tap_channels is not None
+                               else [_out_channels(modules[: index[t] + 1]) for t in taps])
         # not registered: they share the modules of ``net``, whose key layout stays the state dict's
         object.__setattr__(self, "_taps", IntermediateLayerGetter(
             nn.Sequential(*modules), {str(index[t]): t for t in taps}))
