@@ -192,6 +192,46 @@ def test_photo_demo_writes_figure_and_page_and_animals_view(tmp_path):
     assert "chelsea" in page and "coffee" in page and info["photos"][0]["top5"][0]["name"] in page
 
 
+def test_faithfulness_steps_lower_the_loss_and_move_the_predicted_class_map():
+    from hrcam.workflows.photos import load_photos
+
+    torch.manual_seed(0)
+    # the offline ImageNet Lite0 on two real photos: a random-init classifier has no evidence to find
+    net = DecoderNet(build_backbone("efficientnet_lite0"), rank=4, width=8)
+    x, _ = load_photos(("chelsea", "coffee"), 48)
+    module = DecoderModule(net, objective="faithfulness", im_size=48)
+    module.train()
+    with torch.no_grad():
+        logits = net.backbone(x)
+        pred = logits.argmax(dim=1)
+        first = module.losses(x)
+        maps0 = class_maps(net.high_weight, net.forward_maps(x, high=True).high_features, pred)
+    assert set(first) == {"consistency", "keep", "delete", "area", "tv", "loss"}  # no reconstruction term
+    # the keep term is the cross-entropy of the *predicted* class on the [0, 1] image masked by the
+    # min-max normalized high-res map of that class (the backbone normalizes after the masking)
+    m = (maps0 - maps0.amin(dim=(1, 2), keepdim=True)) / (maps0.amax(dim=(1, 2), keepdim=True)
+                                                           - maps0.amin(dim=(1, 2), keepdim=True) + 1e-6)
+    with torch.no_grad():
+        keep = F.cross_entropy(net.backbone(x * m[:, None]), pred)
+    assert float(first["keep"]) == pytest.approx(float(keep), rel=1e-4)
+    opt = module.configure_optimizers()
+    recon_before = net.reconstruction.weight.detach().clone()
+    for _ in range(4):
+        terms = module.losses(x)
+        opt.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        opt.step()
+    with torch.no_grad():
+        last = module.losses(x)
+        maps1 = class_maps(net.high_weight, net.forward_maps(x, high=True).high_features, pred)
+        assert torch.equal(net.backbone(x), logits)  # the classifier is untouched
+    assert float(last["loss"]) < float(first["loss"])
+    assert (maps1 - maps0).abs().max() > 1e-3 * maps0.abs().max()
+    assert torch.equal(net.reconstruction.weight, recon_before)  # not part of this objective
+    with pytest.raises(ValueError, match="faithfulness weight tv"):
+        DecoderModule(net, objective="faithfulness", faithfulness={"tv": -1.0})
+
+
 def test_linear_head_fine_tuning_keeps_the_backbone_frozen():
     from hrcam.train.linear_head import fit_linear_head
 
@@ -228,6 +268,14 @@ def test_demo_photos_subcommand_parses(tmp_path):
     args = parser.parse_args(["photos", "--out", str(tmp_path), "--animals", "--steps", "3"])
     assert args.func is run_demo_photos and args.animals and args.steps == 3 and args.out == str(tmp_path)
     assert parser.parse_args(["photos"]).animals is False
+    assert parser.parse_args(["photos", "--objective", "faithfulness"]).objective == "faithfulness"
+
+
+def test_cli_decoder_objectives_are_the_modules():
+    from hrcam.cli.pretrained import DECODER_OBJECTIVES
+    from hrcam.train.decoder import OBJECTIVES
+
+    assert DECODER_OBJECTIVES == OBJECTIVES
 
 
 def test_demo_photos_is_reachable_from_the_hrcam_command():

@@ -14,6 +14,14 @@ Objectives (labels are never used, so unlabelled images are enough):
   ``‖U_r P − W A‖² = ‖U_r(P − V_r A)‖² + ‖(W − U_rV_r)A‖²`` and the second term does not depend on
   the decoder. The ``'low'`` loss is larger by that constant (the truncation error), which makes
   it the honest number to log; ``'rank'`` can reach zero.
+- ``faithfulness`` (issue 11, as for the FullModel in :mod:`hrcam.train.objectives`): the class to
+  explain is the frozen classifier's *predicted* class ``ĉ = argmax f(x)`` (no labels needed, no
+  gradient through the argmax); its high-res map ``high[ĉ] = U_r[ĉ]·A_high``, min-max normalized
+  to ``m``, plays the keep/delete masking game on the frozen backbone (``f(m ⊙ x)`` keeps ``ĉ``,
+  ``f((1 − m) ⊙ x)`` loses it; masking in [0, 1] image space, the backbone normalizes with the
+  ImageNet statistics after it) with the concave area and edge-aware smoothness terms, plus
+  ``λ`` · the consistency term above (the decoder is not anchored: its residual start ties
+  ``A_high`` to the upsampled low-res maps only at initialization). No reconstruction term.
 
 The backbone is frozen (no gradients, batch norms in eval mode); only the decoder and the
 reconstruction head train, with Adam.
@@ -30,6 +38,7 @@ from torch.utils.data import DataLoader, Dataset
 from hrcam.models.pretrained.backbones import build_backbone
 from hrcam.models.pretrained.decoder import DecoderNet
 from hrcam.models.registry import model_metadata
+from hrcam.train.objectives import FaithfulnessWeights, faithfulness_terms
 
 __all__ = [
     "DecoderModule",
@@ -41,7 +50,7 @@ __all__ = [
     "CONSISTENCY_TARGETS",
 ]
 
-OBJECTIVES = ("reconstruction", "consistency")
+OBJECTIVES = ("reconstruction", "consistency", "faithfulness")
 CONSISTENCY_TARGETS = ("low", "rank")
 
 
@@ -60,12 +69,17 @@ def decoder_consistency_loss(net: DecoderNet, a_low: torch.Tensor, a_high: torch
 
 
 class DecoderModule(L.LightningModule):
-    """Lightning module for :class:`DecoderNet` (the runner's ``fit`` exports ``self.net``)."""
+    """Lightning module for :class:`DecoderNet` (the runner's ``fit`` exports ``self.net``).
+
+    ``faithfulness`` takes the :class:`~hrcam.train.objectives.FaithfulnessWeights` fields as a
+    dict (default: their defaults); it is used by ``objective='faithfulness'`` only.
+    """
 
     def __init__(self, net: DecoderNet | None = None, *, backbone: str = "efficientnet_lite0",
                  backbone_weights: str | None = None, num_classes: int | None = None, rank: int = 128,
                  width: int = 32, objective: str = "reconstruction", consistency_weight: float = 1.0,
-                 consistency_target: str = "low", lr: float = 1e-3, im_size: int = 224):
+                 consistency_target: str = "low", lr: float = 1e-3, im_size: int = 224,
+                 faithfulness: dict | None = None):
         super().__init__()
         if objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
@@ -76,6 +90,7 @@ class DecoderModule(L.LightningModule):
             raise ValueError(f"consistency_weight must be >= 0, got {consistency_weight}")
         if not lr > 0:
             raise ValueError(f"lr must be > 0, got {lr}")
+        weights = FaithfulnessWeights(**(faithfulness or {}))
         self.save_hyperparameters(ignore=["net"])
         if net is None:
             net = DecoderNet(build_backbone(backbone, backbone_weights=backbone_weights, num_classes=num_classes),
@@ -83,6 +98,7 @@ class DecoderModule(L.LightningModule):
         self.net = net
         self.objective, self.consistency_weight = objective, float(consistency_weight)
         self.consistency_target, self.lr, self.im_size = consistency_target, float(lr), int(im_size)
+        self.weights = weights
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -90,13 +106,29 @@ class DecoderModule(L.LightningModule):
         return self
 
     def losses(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The loss terms of one batch of [0, 1] images and their total (``"loss"``).
+
+        ``reconstruction`` and ``consistency`` are logged unweighted (the total adds
+        ``consistency_weight`` · consistency); the ``faithfulness`` terms (``keep``, ``delete``,
+        ``area``, ``tv``) come already weighted.
+        """
         out = self.net.forward_maps(x, high=True)
-        recon = F.mse_loss(self.net.reconstruct_from(out.high_features), x)
-        losses = {"reconstruction": recon, "loss": recon}
-        if self.objective == "consistency":
+        losses: dict[str, torch.Tensor] = {}
+        total = 0
+        if self.objective in ("reconstruction", "consistency"):
+            losses["reconstruction"] = F.mse_loss(self.net.reconstruct_from(out.high_features), x)
+            total = losses["reconstruction"]
+        if self.objective in ("consistency", "faithfulness"):
             cons = decoder_consistency_loss(self.net, out.low_features, out.high_features, self.consistency_target)
             losses["consistency"] = cons
-            losses["loss"] = recon + self.consistency_weight * cons
+            total = total + self.consistency_weight * cons
+        if self.objective == "faithfulness":
+            pred = out.logits.detach().argmax(dim=1)  # the class the frozen classifier predicts
+            maps = torch.einsum("nr,nrhw->nhw", self.net.head_u[pred], out.high_features)
+            terms = faithfulness_terms(self.net.backbone, x, maps, pred, self.weights)
+            losses.update(terms)
+            total = total + sum(terms.values())
+        losses["loss"] = total
         return losses
 
     @staticmethod
@@ -108,11 +140,9 @@ class DecoderModule(L.LightningModule):
         n = self._images(batch).shape[0]
         self.log("train_loss", losses["loss"], on_step=False, on_epoch=True, prog_bar=True, batch_size=n,
                  sync_dist=True)
-        self.log("train_reconstruction", losses["reconstruction"], on_step=False, on_epoch=True, batch_size=n,
-                 sync_dist=True)
-        if "consistency" in losses:
-            self.log("train_consistency", losses["consistency"], on_step=False, on_epoch=True, batch_size=n,
-                     sync_dist=True)
+        for name, value in losses.items():
+            if name != "loss":
+                self.log(f"train_{name}", value, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
         return losses["loss"]
 
     def configure_optimizers(self):
