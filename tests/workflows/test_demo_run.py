@@ -163,3 +163,29 @@ def test_extras_add_rows(micro):
         DemoConfig(extras=("bogus",))
     with pytest.raises(ValueError, match="pretrained_settings"):
         DemoConfig(pretrained_settings={"bogus": 1})
+
+
+def test_report_html_has_the_report_tables_and_a_gallery_row_per_example(micro):
+    import re
+
+    root, cfg, _ = micro
+    md = (root / "out/report.md").read_text()
+    html = (root / "out/report.html").read_text(encoding="utf-8")
+    titles = re.findall(r"^### (.+)$", md, re.MULTILINE)  # every Markdown table, in order
+    assert titles and re.findall(r"<h2>([^<]+)</h2>", html)[: len(titles)] == [
+        t.replace("&", "&amp;") for t in titles]
+    assert html.count('<table class="sortable">') == len(titles)
+    header = re.findall(r"<th>([^<]+)</th>", html)
+    assert header[:2] == ["class / prediction", "image"] and header[-1] == "ground truth" and "low-res CAM" in header
+    assert len(re.findall(r'<tr class="(?:correct|wrong)"', html)) == cfg.gallery
+    assert "http://" not in html and "https://" not in html
+
+
+def test_report_html_renders_in_a_browser(micro):
+    from browser_check import Chromium, check_page, chromium_or_skip
+
+    chromium_or_skip()
+    with Chromium() as browser:
+        report = check_page(browser, micro[0] / "out/report.html")
+    assert report.ok, report
+    assert report.images > 3 * 4  # the gallery's pictures and the embedded figures
