@@ -48,7 +48,7 @@ def test_full_model_refine_figure_all_formats(weights, images, tmp_path, capsys)
     code, cap = _run(capsys, images, "--weights", weights / "full.safetensors", "--out", out,
                      "--refine", "--figure", "--format", "png,npy,mat")
     assert code == 0, cap.err
-    for stem in ("a", "b"):
+    for stem in ("a", "sub/b"):  # output names mirror the paths under the input folder
         for suffix in ("_overlay.png", "_refined_overlay.png", "_pipeline.png", "_low.npy",
                        "_high.npy", "_refined.npy", ".mat"):
             assert (out / f"{stem}{suffix}").is_file(), stem + suffix
@@ -64,7 +64,7 @@ def test_full_model_refine_figure_all_formats(weights, images, tmp_path, capsys)
 
     with (out / "summary.csv").open() as fh:
         rows = list(csv.DictReader(fh))
-    assert [r["output"] for r in rows] == ["a", "b"]
+    assert [r["output"] for r in rows] == ["a", "sub/b"]
     # the summary agrees with the model run independently through the seed API
     model = load_model(weights / "full.safetensors")
     from hrcam.data.folders import load_image
