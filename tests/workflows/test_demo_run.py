@@ -15,7 +15,7 @@ def micro(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo_run")
     cfg = DemoConfig(size=32, train=20, test=10, half_epochs=1, full_epochs=1, batch_size=10,
                      arch={"init_filters": 8, "growth_rate": 4, "layers_per_block": 2},
-                     objectives=("reconstruction", "consistency"), gallery=3, threads=1,
+                     objectives=("faithfulness", "consistency"), gallery=3, threads=1,
                      compare_methods=("cam", "refined"), compare_limit=4, half_settle_epochs=1)
     metrics = run_demo(root / "out", root / "data", cfg, progress=False)
     return root, cfg, metrics
@@ -24,9 +24,9 @@ def micro(tmp_path_factory):
 def test_files_and_metrics(micro):
     root, cfg, metrics = micro
     out = root / "out"
-    for name in ("report.md", "metrics.json", "gallery_reconstruction.png", "gallery_consistency.png",
+    for name in ("report.md", "metrics.json", "gallery.png", "gallery_consistency.png",
                  "pipeline.png", "half/last_weights.safetensors", "half/settled/last_weights.safetensors",
-                 "full_reconstruction/last_weights.safetensors", "stages.json"):
+                 "full_faithfulness/last_weights.safetensors", "stages.json"):
         assert (out / name).is_file(), name
     assert (root / "data/annotations.json").is_file()
     on_disk = json.loads((out / "metrics.json").read_text())
@@ -37,10 +37,17 @@ def test_files_and_metrics(micro):
             v = on_disk["maps"][kind][key]
             assert v is not None and math.isfinite(v) and 0.0 <= v <= 1.0, (kind, key, v)
         assert on_disk["maps"][kind]["count"] == 10
-    for stage in ("data", "train_half", "train_full_reconstruction", "evaluate_reconstruction"):
+    for stage in ("data", "train_half", "train_full_faithfulness", "evaluate_faithfulness", "maps_table"):
         assert on_disk["wall_time_s"][stage] >= 0.0
+    # the headline table: every map and baseline on the same images, threshold-free
+    scores = on_disk["threshold_free"]["scores"]
+    for kind in ("low", "high", "refined", "guidedhigh", "layercam", "gradcam", "guided", "center", "colour",
+                 "high@consistency"):
+        for key in ("pxap", "best_iou", "maxboxacc_v2"):
+            assert 0.0 <= scores[kind][key] <= 1.0, (kind, key)
     report = (out / "report.md").read_text()
-    assert "high-res CAM" in report and "gallery_reconstruction.png" in report
+    assert report.index("Localization, threshold-free") < report.index("Classification (test split)")
+    assert "LayerCAM" in report and "gallery.png" in report and "high-res CAM" in report
     assert (out / "compare/compare.json").is_file() and "Explanation methods" in report
 
 
@@ -70,7 +77,7 @@ def test_evaluate_localization_cli(micro, capsys):
     root, _, _ = micro
     out = root / "loc"
     rc = main(["evaluate", "localization", "--data_dir", str(root / "data"), "--weights",
-               str(root / "out/full_reconstruction/last_weights.safetensors"), "--limit", "4",
+               str(root / "out/full_faithfulness/last_weights.safetensors"), "--limit", "4",
                "--out", str(out), "--no_progress"])
     assert rc == 0
     rec = json.loads((out / "localization.json").read_text())
@@ -107,7 +114,7 @@ def test_same_seed_same_numbers(micro, tmp_path):
     import dataclasses
 
     again = run_demo(tmp_path / "out", root / "data",
-                     dataclasses.replace(cfg, objectives=("reconstruction",), compare_limit=0),
+                     dataclasses.replace(cfg, objectives=("faithfulness",), compare_limit=0),
                      progress=False)
     assert again["classification"] == metrics["classification"]
     for kind in ("low", "high", "refined"):

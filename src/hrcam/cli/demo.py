@@ -66,6 +66,9 @@ def add_run(subparsers) -> None:
                    help="comma list of FullModel decoder objectives, the first is the headline one "
                         "(default: faithfulness,reconstruction; also consistency, smoothness)")
     g.add_argument("--limit", type=positive_int, default=None, help="score only N test images")
+    g.add_argument("--distractors", type=int, default=None,
+                   help="same-coloured fragments of other digits per image (default 0); use another --data "
+                        "and --out, e.g. --data data/demo_distractors --out results/demo_distractors")
     p.add_argument("--extras", default="", metavar="LIST",
                    help="comma list of extra stages: baselines (or its old name neighbours), pretrained (default: none; see below)")
     p.set_defaults(func=run_run)
@@ -78,7 +81,7 @@ def run_run(args) -> int:
     from hrcam.workflows.demo import DemoConfig, run_demo
 
     overrides = {k: getattr(args, k) for k in ("size", "train", "test", "seed", "half_epochs",
-                                                "full_epochs", "batch_size", "limit")
+                                                "full_epochs", "batch_size", "limit", "distractors")
                  if getattr(args, k) is not None}
     if args.objectives:
         overrides["objectives"] = tuple(o.strip() for o in args.objectives.split(",") if o.strip())

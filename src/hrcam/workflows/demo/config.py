@@ -44,6 +44,9 @@ class DemoConfig:
     train: int = 4000
     test: int = 500
     seed: int = 0
+    # same-coloured fragments of other digits beside each target (hrcam data demo --distractors):
+    # a harder check that a map follows class evidence, not the digit's colour
+    distractors: int = 0
     arch: dict = field(default_factory=lambda: {"init_filters": 16, "growth_rate": 8,
                                                 "layers_per_block": 2})
     batch_size: int = 16
@@ -80,6 +83,8 @@ class DemoConfig:
         for obj in self.objectives:
             if obj not in OBJECTIVES:
                 raise ValueError(f"objectives: {obj!r} is not one of {', '.join(OBJECTIVES)}")
+        if not isinstance(self.distractors, int) or self.distractors < 0:
+            raise ValueError(f"distractors must be an integer >= 0, got {self.distractors!r}")
         if self.full_epochs is not None and int(self.full_epochs) < 1:
             raise ValueError(f"full_epochs must be >= 1, got {self.full_epochs}")
         for name in ("half_epochs", "batch_size", "size", "train", "test",

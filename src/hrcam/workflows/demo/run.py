@@ -42,12 +42,13 @@ def _run(out: Path, data_dir: Path, cfg: DemoConfig, force: bool, progress: bool
     start = time.perf_counter()
 
     # 1. data -------------------------------------------------------------------------------
-    data_key = _key(cfg.size, cfg.train, cfg.test, cfg.seed, FORMAT_VERSION)
+    # (the default set keeps its old key: no distractors)
+    data_key = _key(cfg.size, cfg.train, cfg.test, cfg.seed, FORMAT_VERSION, *([cfg.distractors] * bool(cfg.distractors)))
     t0 = time.perf_counter()
-    if not demo_dataset_exists(data_dir, cfg.size, cfg.train, cfg.test, cfg.seed):
+    if not demo_dataset_exists(data_dir, cfg.size, cfg.train, cfg.test, cfg.seed, distractors=cfg.distractors):
         _log(f"building the demo data in {data_dir}", progress)
         build_demo_dataset(data_dir, size=cfg.size, train=cfg.train, test=cfg.test, seed=cfg.seed,
-                           progress=progress)
+                           distractors=cfg.distractors, progress=progress)
         stages.record("data", data_key, time.perf_counter() - t0, path=str(data_dir))
     else:
         _log(f"reusing the demo data in {data_dir}", progress)
