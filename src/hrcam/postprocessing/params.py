@@ -24,9 +24,20 @@ class PipelineParams:
     filter_type: str = "percentage"
     filter_percentage: float = 15
     filter_threshold: float = 0.6
+    #: ``'fixed'``: the seed's pixel constants (5×5 blur, holes up to 256 px), made for 224 px;
+    #: ``'image'``: scaled with the image side (blur ≈ 5·S/224, odd, ≥ 3; holes 256·(S/224)²)
+    pixel_scale: str = "fixed"
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def pixel_constants(self, height: int, width: int) -> tuple[int, int]:
+        """``(box blur size, largest hole filled in px)`` for an H×W image."""
+        if self.pixel_scale == "fixed":
+            return 5, 256
+        side = (height * width) ** 0.5
+        blur = max(3, int(round(5 * side / 224)) | 1)
+        return blur, max(1, int(round(256 * height * width / 224**2)))
 
 
 DEFAULTS = PipelineParams()
@@ -36,6 +47,7 @@ _CHOICES = {
     "maxima_areas": ("small", "large"),
     "merge_type": ("blend", "multiply"),
     "filter_type": ("percentage", "threshold"),
+    "pixel_scale": ("fixed", "image"),
 }
 # name -> (low, high, low_inclusive, high_inclusive)
 _RANGES = {
@@ -81,7 +93,9 @@ def validate_params(**params) -> PipelineParams:
     - ``merge_alpha`` in [0, 1] [0.5] (weight of the segmentation in 'blend');
     - ``filter_type`` in {'percentage', 'threshold'} ['percentage'];
     - ``filter_percentage`` in (0, 100) [15] (share of pixels kept, in percent);
-    - ``filter_threshold`` in [0, 1] [0.6].
+    - ``filter_threshold`` in [0, 1] [0.6];
+    - ``pixel_scale`` in {'fixed', 'image'} ['fixed']: the seed's pixel constants, or scaled
+      with the image size (see :meth:`PipelineParams.pixel_constants`).
 
     Unknown names raise ``ValueError`` listing the known ones.
     """

@@ -170,7 +170,8 @@ def _refine(imgs: np.ndarray, lows: np.ndarray, highs: np.ndarray, p, out: dict)
     n, H, W = imgs.shape[:3]
 
     # High-res branch
-    blurred = box_blur(normalize(highs), out=out["blurred"])
+    blur, max_hole = p.pixel_constants(H, W)
+    blurred = box_blur(normalize(highs), size=blur, out=out["blurred"])
     edges = normalize(sobel_magnitude(blurred, out=out["edges"]), out=out["edges"])
 
     # Low-res branch: one partial sort gives the ROI percentile, the global focal points and
@@ -196,7 +197,7 @@ def _refine(imgs: np.ndarray, lows: np.ndarray, highs: np.ndarray, p, out: dict)
     grown = edges >= upper.astype(edges.dtype)[:, None, None]
     grown &= roi
     grown |= segmented  # segmented ∪ (roi ∧ edges ≥ upper)
-    full_segment = fill_small_holes(grown, out=out["full_segment"])
+    full_segment = fill_small_holes(grown, max_size=max_hole, out=out["full_segment"])
 
     merged = merge_maps(
         full_segment, low_resized, p.merge_type, p.merge_alpha, low_range=(ranks.min, ranks.max),
