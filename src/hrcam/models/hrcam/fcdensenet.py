@@ -183,11 +183,14 @@ class _Shared:
         self.buf = buf
         self.version = None
 
-    def prefix(self, k: int) -> torch.Tensor:
-        if self.buf._version != self.version:
+    def dense_prefix(self, k: int, check: bool = False) -> torch.Tensor:
+        """The first ``k`` channels as a dense tensor in the buffer's memory format: a transient
+        copy (the kernels' fast paths want dense input), freed once the layer has used it."""
+        if check and self.buf._version != self.version:
             raise RuntimeError("a dense block's output was modified in place before the backward pass; "
                                "clone it first, or set_memory_efficient(net, False)")
-        return self.buf[:, :k]
+        fmt = torch.channels_last if _is_channels_last(self.buf) else torch.contiguous_format
+        return self.buf[:, :k].contiguous(memory_format=fmt)
 
 
 class _SharedLayer(torch.autograd.Function):
@@ -199,7 +202,7 @@ class _SharedLayer(torch.autograd.Function):
     @staticmethod
     def forward(ctx, shared, bn, conv, conv_weight, bn_weight, bn_bias, *chunks):
         k = bn.num_features
-        prefix = shared.buf[:, :k]
+        prefix = shared.dense_prefix(k)
         training = bn.training or bn.running_mean is None
         momentum = 0.0 if bn.momentum is None else bn.momentum
         if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None:
@@ -217,7 +220,7 @@ class _SharedLayer(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_y):
         conv_weight, bn_weight, bn_bias, mean, invstd, running_mean, running_var = ctx.saved_tensors
-        prefix = ctx.shared.prefix(ctx.k)
+        prefix = ctx.shared.dense_prefix(ctx.k, check=True)
         shape = (1, -1, 1, 1)
         if ctx.training:
             m, s = mean, invstd
@@ -230,7 +233,7 @@ class _SharedLayer(torch.autograd.Function):
         grad_r, grad_w, _ = torch.ops.aten.convolution_backward(
             grad_y, r.to(ctx.conv_dtype), conv_weight.to(ctx.conv_dtype), None, list(conv.stride),
             list(conv.padding), list(conv.dilation), False, [0, 0], conv.groups, [True, True, False])
-        grad_xn = grad_r.to(prefix.dtype).mul_(r > 0)
+        grad_xn = torch.ops.aten.threshold_backward(grad_r.to(prefix.dtype), r, 0.0)  # through the ReLU
         grad_in, grad_bw, grad_bb = torch.ops.aten.native_batch_norm_backward(
             grad_xn, prefix, bn_weight, running_mean, running_var, mean, invstd, ctx.training, ctx.eps,
             [True, True, True])
