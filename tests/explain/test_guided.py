@@ -5,19 +5,9 @@ import torch
 import torch.nn.functional as F
 
 from hrcam.explain import create
-from hrcam.models.hrcam.nets import FullNet, HalfNet
+from hrcam.models.hrcam.nets import FullNet
 from hrcam.normalization import minmax_normalize
 from hrcam.postprocessing.guided import guided_filter
-
-MICRO = {"init_filters": 8, "growth_rate": 4, "layers_per_block": 1}
-
-
-@pytest.fixture(scope="module")
-def half():
-    torch.manual_seed(0)
-    net = HalfNet(5, **MICRO).eval()
-    x = torch.rand(3, 3, 32, 32)
-    return net, x
 
 
 def _box_loop(a: np.ndarray, r: int) -> np.ndarray:

@@ -8,18 +8,8 @@ from torch import nn
 
 from hrcam.explain import create
 from hrcam.explain.layercam import encoder_layers, resolve_layer
-from hrcam.models.hrcam.nets import FullNet, HalfNet
+from hrcam.models.hrcam.nets import FullNet
 from hrcam.normalization import minmax_normalize
-
-MICRO = {"init_filters": 8, "growth_rate": 4, "layers_per_block": 1}
-
-
-@pytest.fixture(scope="module")
-def half():
-    torch.manual_seed(0)
-    net = HalfNet(5, **MICRO).eval()
-    x = torch.rand(3, 3, 32, 32)
-    return net, x
 
 
 def _layercam_by_hand(net, x, module, renormalize=True):
