@@ -41,7 +41,7 @@ def _best_maps(maps: dict) -> dict:
     for key, _ in METRIC_COLUMNS:
         lower = key.startswith(("om_", "le_"))
         scored = [(v[key], k) for k, v in maps.items()
-                  if k != "center" and isinstance(v.get(key), (int, float)) and v.get(key) is not None]
+                  if k not in ("center", "colour") and isinstance(v.get(key), (int, float)) and v.get(key) is not None]
         if scored:
             best[key] = (min if lower else max)(scored)[1]
     return best
@@ -67,7 +67,7 @@ def _write_report(out: Path, cfg: DemoConfig, metrics: dict, classification: dic
     )
     best = metrics["best_map"]
     wins = []
-    for kind in [k for k in maps if k not in ("low", "center") and not k.startswith("lite0_")]:
+    for kind in [k for k in maps if k not in ("low", "center", "colour") and not k.startswith("lite0_")]:
         better = [h for key, h in METRIC_COLUMNS
                   if _beats(maps[kind].get(key), maps["low"].get(key), key.startswith(("om_", "le_")))]
         wins.append(f"{metrics['map_labels'][kind]} beats the low-res CAM on {len(better)} of "
