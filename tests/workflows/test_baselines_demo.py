@@ -39,9 +39,13 @@ def test_verdicts_follow_the_numbers():
                        "CASM L": {"le_casm": 0.4, "mask_iou": 0.4, "masked_out_top1": 0.3}},
               "lcam": {}}
     v = verdicts(tables)
-    assert "does not reproduce" in v["cam"] and "0.500 vs 0.200" in v["cam"]
-    assert v["casm"].endswith("— reproduces.")
+    assert v["cam"].endswith("reproduces in part.") and "centre prior 0.200 (better)" in v["cam"]
+    assert v["casm"].endswith("— reproduces.") and "centre prior mask_iou 0.200" in v["casm"]
     tables["cam"]["Grad-CAM (backbone maps)"]["mask_iou"] = nan
-    assert "does not reproduce" in verdicts(tables)["cam"]  # a missing comparison never counts as a win
+    assert "Grad-CAM nan (not better)" in verdicts(tables)["cam"]  # a missing comparison never counts as a win
     tables["cam"]["Grad-CAM (backbone maps)"]["mask_iou"] = 0.1
     assert verdicts(tables)["cam"].endswith("— reproduces.")
+    tables["cam"]["centre prior"]["mask_iou"] = 0.9
+    assert verdicts(tables)["cam"].endswith("— reproduces in part.")
+    tables["casm"]["CASM L"].update(le_casm=0.6, mask_iou=0.1)
+    assert verdicts(tables)["casm"].endswith("— does not reproduce.")
