@@ -225,15 +225,6 @@ def _expand(model: nn.Module, tokens: Sequence[Token]) -> list[tuple[str, nn.Mod
     return out
 
 
-def _set_module(model: nn.Module, path: str, new: nn.Module) -> None:
-    parent_path, _, attr = path.rpartition(".")
-    parent = _module_at(model, parent_path) if parent_path else model
-    if isinstance(parent, (nn.Sequential, nn.ModuleList)) and attr.lstrip("-").isdigit():
-        parent[int(attr)] = new
-    else:
-        setattr(parent, attr, new)
-
-
 def _out_channels(modules: Sequence[nn.Module]) -> int:
     """Channels of the output of ``modules`` run in order: the last conv / batch norm's."""
     for module in reversed(modules):
@@ -460,8 +451,13 @@ def _build_model(family: BackboneFamily, name: str, num_classes: int, features_o
     if features_only and family.build_features_only is not None:
         return family.build_features_only(name)
     model = family.build(name, int(num_classes))
-    if features_only:
-        _set_module(model, family.head, nn.Identity())
+    if features_only:  # the head goes (an entry of a Sequential becomes an identity)
+        parent_path, _, attr = family.head.rpartition(".")
+        parent = _module_at(model, parent_path) if parent_path else model
+        if isinstance(parent, (nn.Sequential, nn.ModuleList)):
+            parent[int(attr)] = nn.Identity()
+        else:
+            delattr(parent, attr)
     return model
 
 
