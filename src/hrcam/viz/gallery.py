@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 
-
 #: the default columns and their headers
 DEFAULT_COLUMNS = {"low": "low-res CAM", "high": "high-res CAM", "refined": "refined"}
 

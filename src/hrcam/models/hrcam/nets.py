@@ -22,7 +22,6 @@ from hrcam.models.base import CAMNetwork, MapOutputs
 from hrcam.models.hrcam.fcdensenet import DecoderStage, Encoder, FCDenseNetConfig, he_init, transition_up
 from hrcam.models.registry import register_model
 
-
 #: how A_high is tied to A_low: ``none`` (the seed's: the decoder output is A_high) or
 #: ``bilinear`` (the decoder's cell means are replaced by A_low's, see :func:`anchor_to_low`)
 ANCHORS = ("none", "bilinear")
