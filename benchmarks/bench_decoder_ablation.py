@@ -50,7 +50,10 @@ def _train(name: str, data_dir: Path, half: Path, out: Path, force: bool) -> tup
         return weights, float("nan")
     _, kwargs, epochs = ROWS[name]
     data = FolderData(data_dir, im_size=64, batch_size=16, augment=False, val_split=None)
-    run = RunSettings(name, epochs=epochs, results_root=out, logs_root=out / "logs", progress=False, seed=0)
+    # a run interrupted after its last checkpoint resumes (and only exports); --force starts over
+    resume = not force and (out / name / "checkpoints" / "last.ckpt").is_file()
+    run = RunSettings(name, epochs=epochs, results_root=out, logs_root=out / "logs", progress=False, seed=0,
+                      resume=resume, overwrite=force)
     t0 = time.perf_counter()
     train_full(data, run, half, init_seed=0, **kwargs)
     return weights, time.perf_counter() - t0

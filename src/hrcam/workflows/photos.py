@@ -51,8 +51,8 @@ def load_photos(names=PHOTOS, im_size: int = 224) -> tuple[torch.Tensor, list[st
 
 
 def demo_decoder_options(objective: str) -> dict:
-    """The demos' decoder options: consistency with the rank-r low maps as its target."""
-    return {"consistency_target": "rank"} if objective == "consistency" else {}
+    """The demos' decoder options: consistency (alone or under faithfulness) with the rank-r low maps as its target."""
+    return {"consistency_target": "rank"} if objective in ("consistency", "faithfulness") else {}
 
 
 @torch.no_grad()
