@@ -133,7 +133,8 @@ def test_extras_add_rows(micro):
     ecfg = dataclasses.replace(
         cfg, extras=("neighbours", "pretrained"),
         neighbours_settings={"backbone": "resnet18", "pretrained": False, "im_size": 32, "batch_size": 8,
-                             "epochs": 1, "extra_channels": 8, "train": 10, "test": 4, "score_batch": 4},
+                             "epochs": 1, "extra_channels": 8, "casm_batches": 2, "train": 10, "test": 4,
+                             "score_batch": 4},
         pretrained_settings={"im_size": 32, "head_epochs": 2, "decoder_steps": 2, "train_size": 32,
                              "decoder_batch": 4, "train_limit": 10, "test_limit": 4})
     metrics = run_demo(root / "out", root / "data", ecfg, progress=False)
@@ -144,11 +145,17 @@ def test_extras_add_rows(micro):
             v = on_disk["maps"][kind][key]
             assert v is not None and math.isfinite(v) and 0.0 <= v <= 1.0, (kind, key, v)
         assert on_disk["map_labels"][kind].startswith("Lite0 ")
-    rows = on_disk["extras"]["neighbours"]["rows"]
-    assert [r["method"] for r in rows] == ["camnet", "lcam", "casm"]
-    for r in rows:
-        assert r["images"] == 4 and math.isfinite(r["pointing_game"]) and math.isfinite(r["AD@0"])
-    assert set(on_disk["extras"]["neighbours"]["seconds"]) == {"cam", "lcam", "casm", "score"}
+    tables = on_disk["extras"]["neighbours"]["tables"]
+    assert list(tables["cam"]) == ["CAM", "centre prior", "Grad-CAM (backbone maps)"]
+    assert list(tables["casm"]) == ["CASM F", "CASM L"] and "L-CAM-Img" in tables["lcam"]
+    for rows in tables.values():
+        assert all(r["images"] == 4 for r in rows.values())
+    # a micro network may give flat maps (excluded from every metric); CAM's and the prior's are scored
+    assert math.isfinite(tables["cam"]["CAM"]["pointing_game"]) and tables["cam"]["centre prior"]["scored"] == 4
+    assert math.isfinite(tables["lcam"]["L-CAM-Fm"]["AD@0"])
+    assert set(on_disk["extras"]["neighbours"]["verdicts"]) == {"cam", "lcam", "casm"}
+    assert set(on_disk["extras"]["neighbours"]["seconds"]) == {"cam", "lcam_fm", "lcam_img", "casm_F", "casm_L",
+                                                               "score"}
     assert set(on_disk["extras"]["pretrained"]["seconds"]) == {"linear_head", "decoder", "score"}
     assert on_disk["wall_time_s"]["extra_pretrained"] > 0 and on_disk["wall_time_s"]["extra_neighbours"] > 0
     assert on_disk["best_map"] == metrics["best_map"] and not any(
@@ -157,7 +164,8 @@ def test_extras_add_rows(micro):
     loc = report.split("### Localization")[1].split("###")[0]
     assert "| Lite0 high-res CAM (32 px) |" in loc and "| Lite0 refined (32 px) |" in loc
     other = report.split("## Other methods")[1]
-    assert "| CAM (Zhou et al., camnet) |" in other and "| L-CAM-Fm |" in other and "| CASM |" in other
+    assert "| CAM |" in other and "| centre prior |" in other and "| L-CAM-Fm |" in other and "| CASM L |" in other
+    assert other.count("reproduce") >= 3  # each table says whether its paper's claim holds
     # a second run reuses both extra stages
     stages = json.loads((root / "out/stages.json").read_text())
     run_demo(root / "out", root / "data", ecfg, progress=False)

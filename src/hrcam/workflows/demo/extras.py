@@ -131,7 +131,8 @@ def _neighbours_tables(record: dict) -> list:
                "Grad-CAM at the backbone's last maps (at CAM's own layer it is ReLU(CAM)).",
         "lcam": f"L-CAM on the CAM network above (frozen): {nb['lcam_epochs']} epoch(s), {nb['lcam_optimizer']} "
                 f"lr {nb['lcam_lr']}; every method at the layer L-CAM reads; AD lower / IC higher is better.",
-        "casm": f"CASM: {nb['casm_epochs']} epochs of which {nb['casm_warmup_epochs']} classifier warm-up, classifier "
+        "casm": f"CASM: classifier started from the CAM network above (F: frozen), {nb['casm_epochs']} epoch(s) of at "
+                f"most {nb['casm_batches']} batches, {nb['casm_warmup_epochs']} of them classifier warm-up, classifier "
                 f"SGD lr {nb['casm_lr']}; each explains its own classifier; LE lower, masked-out accuracy lower "
                 "and masked-in / inpainted higher mean the mask holds the evidence.",
     }
