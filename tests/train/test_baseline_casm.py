@@ -231,9 +231,10 @@ def test_lambda_ramp_and_warmup_optimizers():
 
 
 def test_warmed_up_training_repeats_bit_identically(tmp_path):
+    from tests.helpers import make_colour_dataset
+
     from hrcam.train.recipes import FolderData, RunSettings, train_casm
     from hrcam.weights import load_weights
-    from tests.helpers import make_colour_dataset
 
     data = FolderData(make_colour_dataset(tmp_path / "d", per_class=(4, 2)), im_size=32, batch_size=6, augment=False)
     states = []
