@@ -111,3 +111,45 @@ def test_class_maps_into_a_reused_buffer():
     got = class_maps(w, a, out=buf)
     assert got.data_ptr() == buf.data_ptr()
     torch.testing.assert_close(buf, torch.einsum("kc,nchw->nkhw", w, a))
+
+
+def test_resize_up_inference_runs_as_the_equal_transposed_conv(monkeypatch):
+    # nearest ×2 + 3×3 conv (the layers as written, run with autograd on) against the fused
+    # 4×4 stride-2 transposed conv that inference uses; odd sizes catch an off-by-one tap
+    from hrcam.models.hrcam.fcdensenet import ResizeUp
+
+    torch.manual_seed(0)
+    up = ResizeUp(5, 3).eval()
+    torch.nn.init.normal_(up[1].bias)
+    x = torch.randn(2, 5, 7, 9)
+    written = up(x).detach()
+    assert written.shape == (2, 3, 14, 18)
+
+    def no_resize(*a, **k):
+        raise AssertionError("inference should not run the nearest resize")
+
+    monkeypatch.setattr(torch.nn.Upsample, "forward", no_resize)
+    with torch.no_grad():
+        fused = up(x)
+        fused_cl = up(x.contiguous(memory_format=torch.channels_last))
+    assert torch.allclose(fused, written, atol=1e-5, rtol=1e-5)
+    assert torch.allclose(fused_cl, written, atol=1e-5, rtol=1e-5)
+    monkeypatch.undo()
+    up.fused = False  # the switch restores the layers as written
+    with torch.no_grad():
+        assert torch.equal(up(x), written)
+
+
+def test_resize_decoder_maps_are_the_same_in_inference_and_training_paths():
+    from hrcam.explain import create
+
+    torch.manual_seed(0)
+    arch = dict(init_filters=8, growth_rate=4, layers_per_block=1, num_blocks=2)
+    net = FullNet(3, upsampling="resize", anchor="bilinear", **arch).eval()
+    x = torch.rand(2, 3, 32, 32)
+    logits, _, a_high = net.forward_all(x)  # grad enabled: the layers as written
+    with create("hrcam", net) as e:  # inference_mode, channels-last, fused resize-conv
+        out = e.explain(x, targets=[0, 2])
+    expected = class_maps(net.high_weight, a_high.detach(), torch.tensor([0, 2]))
+    assert torch.allclose(out.raw, expected, atol=1e-5, rtol=1e-4)
+    assert torch.allclose(out.logits, logits.detach(), atol=1e-5, rtol=1e-5)

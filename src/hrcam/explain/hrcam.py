@@ -24,15 +24,25 @@ def _require_high_res(model) -> None:
 
 
 def high_low_maps(model: CAMNetwork, x: torch.Tensor, targets):
-    """One forward pass → ``(low N×h×w, high N×H×W, logits, targets)`` for the resolved targets."""
-    with torch.no_grad():
+    """One forward pass → ``(low N×h×w, high N×H×W, logits, targets)`` for the resolved targets.
+
+    The pass runs under ``torch.inference_mode`` and, on the CPU, on a channels-last copy of
+    ``x`` (convolutions and batch norms about 1.5× faster there; the model's own memory format
+    is left alone). Only the resolved targets' maps are computed (one 1×C by C×HW product per
+    image, from the same features for the low- and the high-res map); the returned tensors are
+    ordinary (not inference) tensors.
+    """
+    if x.device.type == "cpu" and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
         out = model.forward_maps(x, high=True)
         if out.high_features is None:
             raise ValueError(f"model: {type(model).__name__}.forward_maps(high=True) gave no high_features")
         t = resolve_targets(targets, out.logits)
         low = class_maps(model.low_weight, out.low_features, t)
         high = class_maps(model.high_weight, out.high_features, t)
-    return low, high, out.logits, t
+    # clones outside inference mode: callers may use them in autograd or modify them in place
+    return low.clone(), high.clone(), out.logits.clone(), t.clone()
 
 
 class HRCAMExplainer(Explainer):

@@ -289,12 +289,38 @@ class TransitionUp(nn.Sequential):
         )
 
 
+#: row/column taps of the 4×4 stride-2 transposed kernel equal to "nearest ×2, then 3×3 conv":
+#: kernel tap ``k`` sums the 3×3 taps ``d`` whose shifted output lands on the same input pixel
+_RESIZE_TAPS = ((0.0, 0.0, 1.0), (0.0, 1.0, 1.0), (1.0, 1.0, 0.0), (1.0, 0.0, 0.0))
+
+
+def resize_conv_as_transposed(weight: torch.Tensor) -> torch.Tensor:
+    """The ``in×out×4×4`` kernel ``K`` of a stride-2, padding-1 transposed convolution equal to a
+    nearest ×2 resize followed by a 3×3 (padding 1) convolution with ``weight`` (``out×in×3×3``).
+
+    Output pixel ``2i + a`` of the resize-conv reads input rows ``⌊(2i + a + d) / 2⌋`` for
+    ``d ∈ {−1, 0, 1}``, i.e. only two input rows per output parity: ``K = A·W·Aᵀ`` per channel pair
+    with ``A`` the 4×3 tap matrix :data:`_RESIZE_TAPS`. Same outputs to float rounding, at 16
+    instead of 36 multiply-adds per input pixel and channel pair, and no ×4 upsampled copy of
+    the input.
+    """
+    a = torch.tensor(_RESIZE_TAPS, dtype=weight.dtype, device=weight.device)
+    return torch.einsum("kd,oide,le->iokl", a, weight, a)
+
+
 class ResizeUp(nn.Sequential):
     """Nearest-neighbour ×2 resize, then a 3×3 conv with bias, then ReLU.
 
     Every output pixel sees the same number of kernel taps, so unlike a 3×3 stride-2 transposed
     convolution (whose taps overlap unevenly) it cannot paint a period-2 checkerboard.
+
+    Without autograd (inference) and without hooks on its modules, the resize and the conv run as
+    the one equal 4×4 stride-2 transposed convolution (:func:`resize_conv_as_transposed`): same
+    maps to float rounding, about 2–4× faster. Training runs the layers as written.
     """
+
+    #: run inference as the equal transposed convolution (``False``: resize, then conv, as written)
+    fused: bool = True
 
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__(
@@ -302,6 +328,13 @@ class ResizeUp(nn.Sequential):
             nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=True),
             nn.ReLU(inplace=True),
         )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.fused or torch.is_grad_enabled() or any(_has_hooks(m) for m in self):
+            return super().forward(x)
+        conv = self[1]
+        y = F.conv_transpose2d(x, resize_conv_as_transposed(conv.weight), conv.bias, stride=2, padding=1)
+        return y.relu_()
 
 
 def transition_up(in_channels: int, out_channels: int, upsampling: str = "transposed") -> nn.Sequential:
