@@ -317,6 +317,7 @@ def test_defaults_are_the_seeds():
     assert validate_params().as_dict() == dict(
         roi_percentile=85, focal_scope="global", maxima_areas="small", merge_type="blend",
         merge_alpha=0.5, filter_type="percentage", filter_percentage=15, filter_threshold=0.6,
+        pixel_scale="fixed",  # beyond the seed: its fixed pixel constants stay the default
     )
 
 

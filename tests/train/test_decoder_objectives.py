@@ -82,8 +82,9 @@ def test_full_options_keep_classification_bit_identical(trained_half):
     for upsampling in ("transposed", "resize"):
         for anchor in ("none", "bilinear"):
             full = FullNet.from_half(trained_half, upsampling=upsampling, anchor=anchor).eval()
-            logits, _, a_high = full.forward_all(x)
-            assert torch.equal(logits, trained_half(x))
+            with torch.no_grad():  # inference, as HalfModel / FullModel run it
+                logits, _, a_high = full.forward_all(x)
+                assert torch.equal(logits, trained_half(x))
             assert a_high.shape == (4, 16, 32, 32)
 
 
