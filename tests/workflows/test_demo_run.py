@@ -161,7 +161,7 @@ def test_extras_add_rows(micro):
     assert on_disk["best_map"] == metrics["best_map"] and not any(
         v.startswith("lite0") for v in on_disk["best_map"].values())
     report = (root / "out/report.md").read_text()
-    loc = report.split("### Localization")[1].split("###")[0]
+    loc = report.split("### Localization at fixed thresholds")[1].split("###")[0]
     assert "| Lite0 high-res CAM (32 px) |" in loc and "| Lite0 refined (32 px) |" in loc
     other = report.split("## Other methods")[1]
     assert "| CAM |" in other and "| centre prior |" in other and "| L-CAM-Fm |" in other and "| CASM L |" in other
