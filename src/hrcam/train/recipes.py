@@ -199,7 +199,7 @@ def train_half(data: FolderData, run: RunSettings, *, arch: dict | None = None, 
 def decoder_recipe(preset: str = "seed", **overrides) -> dict:
     """The decoder settings of ``preset`` (:data:`hrcam.train.modules.PRESETS`) with non-None ``overrides``.
 
-    Keys: ``objective``, ``upsampling``, ``anchor``, ``optimizer``.
+    Keys: ``objective``, ``upsampling``, ``anchor``, ``optimizer``, ``weight_decay``.
     """
     from hrcam.train.modules import PRESETS
 
