@@ -212,7 +212,7 @@ def train_full(data: FolderData, run: RunSettings, half_weights, *, arch: dict |
                objective: str | None = None, consistency_weight: float = 1.0, lr: float | None = None,
                num_classes: int | None = None, init_seed: int | None = None, preset: str = "seed",
                upsampling: str | None = None, anchor: str | None = None, optimizer: str | None = None,
-               faithfulness: dict | None = None) -> dict:
+               weight_decay: float | None = None, faithfulness: dict | None = None) -> dict:
     """The FullModel's expansion network on the frozen HalfModel in ``half_weights``; best by training loss.
 
     ``preset`` (``seed`` or ``localize``) gives the objective, upsampling, anchor and optimizer;
@@ -223,7 +223,7 @@ def train_full(data: FolderData, run: RunSettings, half_weights, *, arch: dict |
     from hrcam.train.runner import fit
 
     recipe = decoder_recipe(preset, objective=objective, upsampling=upsampling, anchor=anchor,
-                            optimizer=optimizer)
+                            optimizer=optimizer, weight_decay=weight_decay)
     arch = dict(arch or {})
     dm = _hrcam_datamodule(data, run, arch, num_classes)
     state, arch = half_weights_state(half_weights, dm.num_classes, dm.train_dir, arch, data.channels)
