@@ -43,9 +43,10 @@ OPTIMIZERS = ("adadelta", "adam")
 PRESETS = {
     "seed": {"objective": "reconstruction", "upsampling": "transposed", "anchor": "none", "optimizer": "adadelta",
              "weight_decay": 1e-4},
-    # no L2: with Adam the seed's 1e-4·Σw² shrinks the decoder's output toward the anchor's smooth part
+    # the seed's L2 stays: without it the demo measured high-res PxAP 0.372 (vs 0.374), guided-filtered
+    # 0.484 (vs 0.501), and on the distractor variant 0.187 (vs 0.229)
     "localize": {"objective": "faithfulness", "upsampling": "resize", "anchor": "bilinear", "optimizer": "adam",
-                 "weight_decay": 0.0},
+                 "weight_decay": 1e-4},
 }
 #: the learning rate each optimizer starts from when none is given
 DEFAULT_LR = {"adadelta": 1.0, "adam": 1e-3}
