@@ -116,6 +116,10 @@ def main(argv=None) -> int:
     unknown = [r for r in rows if r not in ROWS]
     if unknown:
         p.error(f"unknown rows {unknown}; choose from {', '.join(ROWS)}")
+    if not Path(a.half).is_file() or not (Path(a.data) / "annotations.json").is_file():
+        print(f"skipped: needs the demo's data and HalfModel ({a.data}, {a.half}); run `make demo` first "
+              "or pass --data and --half")
+        return 0
     out = Path(a.out)
     trained = {}
     for name in rows:
