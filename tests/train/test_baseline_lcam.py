@@ -107,14 +107,7 @@ def test_training_updates_only_the_attention_and_loss_goes_down():
     module.train()
     assert not net.classifier.training
     x, y = torch.rand(4, 3, 64, 64), torch.tensor([0, 1, 2, 0])
-    losses = []
-    for _ in range(6):
-        logits, a = net.attend(x, y)
-        loss = lcam_loss(logits, y, a)["loss"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = _steps(net, opt, x, y, 6)
     assert losses[-1] < losses[0]
     after = net.classifier.state_dict()
     assert all(torch.equal(frozen[k], after[k]) for k in frozen)  # weights and BN statistics
@@ -174,14 +167,7 @@ def test_adam_steps_lower_the_loss_and_make_the_class_maps_differ():
     assert isinstance(opt, torch.optim.Adam) and [g["lr"] for g in opt.param_groups] == [1e-2, 2e-2]
     module.train()
     x, y = torch.rand(6, 3, 64, 64), torch.tensor([0, 1, 2, 0, 1, 2])
-    losses = []
-    for _ in range(8):
-        logits, a = net.attend(x, y)
-        loss = lcam_loss(logits, y, a)["loss"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = _steps(net, opt, x, y, 8)
     assert losses[-1] < losses[0]
     with torch.no_grad():
         c, _ = net.eval().explain(x[:1])
@@ -198,3 +184,16 @@ def test_cam_network_as_the_frozen_classifier():
         LCAMNet(build_feature_backbone("resnet18", with_classifier=False))
     with pytest.raises(ValueError, match="variant"):
         LCAMNet(cam, "both")
+
+
+def _steps(net, opt, x, y, n: int) -> list[float]:
+    """``n`` optimizer steps of the L-CAM loss on one batch; the losses before each step."""
+    losses = []
+    for _ in range(n):
+        logits, a = net.attend(x, y)
+        loss = lcam_loss(logits, y, a)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
