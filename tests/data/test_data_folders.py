@@ -104,13 +104,7 @@ def test_forced_classes_order_and_ignored_folders(split_dir):
 
 
 def test_undecodable_file_is_substituted_and_counted(tmp_path):
-    root = tmp_path / "train"
-    _png(root / "a" / "0.png", _solid(4, 4, (10, 10, 10)))
-    buf = io.BytesIO()
-    Image.fromarray(_solid(32, 32, (1, 2, 3))).save(buf, format="PNG")
-    (root / "a" / "1_truncated.png").write_bytes(buf.getvalue()[:60])  # header fine, pixels cut
-    _png(root / "b" / "2.png", _solid(4, 4, (0, 0, 255)))
-    ds = ClassFolderDataset(root)
+    ds = _with_truncated_png(tmp_path / "train", "1_truncated.png")
     assert len(ds) == 3 and ds.skipped == 0  # the header check passes
     with pytest.warns(RuntimeWarning, match="1_truncated.png"):
         x, y = ds[1]
@@ -206,15 +200,20 @@ def test_more_modes(tmp_path, kind):
 
 
 def test_worker_processes_do_not_crash_on_bad_files(tmp_path):
-    root = tmp_path / "train"
-    _png(root / "a" / "0.png", _solid(4, 4, (10, 10, 10)))
-    buf = io.BytesIO()
-    Image.fromarray(_solid(32, 32, (1, 2, 3))).save(buf, format="PNG")
-    (root / "a" / "1.png").write_bytes(buf.getvalue()[:60])  # header fine, pixels cut
-    _png(root / "b" / "2.png", _solid(4, 4, (0, 0, 255)))
-    ds = ClassFolderDataset(root)
+    ds = _with_truncated_png(tmp_path / "train", "1.png")
     assert len(ds) == 3
     loader = torch.utils.data.DataLoader(ds, batch_size=3, num_workers=1)
     labels = torch.cat([y for _, y in loader]).tolist()
     assert labels == [0, 1, 1]
     assert ds.decode_failures == 0  # counted in the worker's copy, as documented
+
+
+def _with_truncated_png(root, name: str):
+    """Class folders a/0.png, a/<name> (a PNG whose header is fine but whose pixels are cut) and
+    b/2.png, as a :class:`ClassFolderDataset`."""
+    _png(root / "a" / "0.png", _solid(4, 4, (10, 10, 10)))
+    buf = io.BytesIO()
+    Image.fromarray(_solid(32, 32, (1, 2, 3))).save(buf, format="PNG")
+    (root / "a" / name).write_bytes(buf.getvalue()[:60])
+    _png(root / "b" / "2.png", _solid(4, 4, (0, 0, 255)))
+    return ClassFolderDataset(root)

@@ -5,57 +5,47 @@ import argparse
 import math
 
 
-def positive_int(text: str) -> int:
+def _checked(text: str, cast, parse_error: str, ok, range_error: str):
+    """``cast(text)`` if it parses and ``ok`` holds; otherwise one argparse error line.
+
+    ``range_error`` is formatted with ``value`` (the parsed number) and ``text``.
+    """
     try:
-        v = int(text)
+        v = cast(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+        raise argparse.ArgumentTypeError(f"{parse_error}, got {text!r}") from None
+    if not ok(v):
+        raise argparse.ArgumentTypeError(range_error.format(value=v, text=text))
     return v
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (argparse type)."""
+    return _checked(text, int, "expected a positive integer", lambda v: v >= 1,
+                    "expected a positive integer, got {value}")
 
 
 def nonneg_int(text: str) -> int:
     """An integer >= 0 (argparse type)."""
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v}")
-    return v
+    return _checked(text, int, "expected an integer >= 0", lambda v: v >= 0,
+                    "expected an integer >= 0, got {value}")
 
 
 def nonneg_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not v >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
-    return v
+    """A number >= 0 (argparse type)."""
+    return _checked(text, float, "expected a number", lambda v: v >= 0, "expected a number >= 0, got {text}")
 
 
 def positive_float(text: str) -> float:
     """A finite number > 0 (learning rates)."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
-    if not (v > 0 and math.isfinite(v)):
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
-    return v
+    return _checked(text, float, "expected a number > 0", lambda v: v > 0 and math.isfinite(v),
+                    "expected a finite number > 0, got {text}")
 
 
 def seed_arg(text: str) -> int:
     """A random seed: an integer in 0 .. 2**32 - 1 (what NumPy and Lightning accept)."""
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
-    if not 0 <= v < 2**32:
-        raise argparse.ArgumentTypeError(f"expected a seed in 0..{2**32 - 1}, got {v}")
-    return v
+    return _checked(text, int, "expected an integer seed", lambda v: 0 <= v < 2**32,
+                    "expected a seed in 0..%d, got {value}" % (2**32 - 1))
 
 
 def max_steps_arg(text: str) -> int:
