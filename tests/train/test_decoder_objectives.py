@@ -14,7 +14,7 @@ from hrcam.metrics.artifacts import CHECKERBOARD_MAX_SHARE, high_frequency_share
 from hrcam.models.hrcam.nets import FullNet, HalfNet, anchor_to_low
 from hrcam.models.registry import get_model, model_metadata
 from hrcam.train.modules import FullModule, HalfModule
-from hrcam.train.objectives import FaithfulnessWeights, edge_aware_tv, minmax_maps
+from hrcam.train.objectives import FaithfulnessWeights, edge_aware_tv, faithfulness_terms, mask_fill, minmax_maps
 
 ARCH = {"init_filters": 8, "growth_rate": 4, "layers_per_block": 1, "num_blocks": 2}
 
@@ -143,3 +143,49 @@ def test_minmax_maps_and_weights_validation():
         FullNet(2, 3, anchor="nearest", **ARCH)
     with pytest.raises(ValueError, match="optimizer"):
         FullModule(None, 2, 3, 32, ARCH, optimizer="sgd")
+
+
+class _MeanColour(torch.nn.Module):
+    """A stand-in classifier whose logits are the image's mean colour (3 'classes': R, G, B)."""
+
+    def forward(self, x):
+        return 4 * x.mean(dim=(2, 3))
+
+
+def test_mask_fill_is_one_random_colour_per_image_or_black():
+    images = torch.rand(4, 3, 8, 8)
+    torch.manual_seed(3)
+    u = mask_fill(images, "random")
+    torch.manual_seed(3)
+    again = mask_fill(images, "random")
+    assert u.shape == (4, 3, 1, 1) and torch.equal(u, again)
+    assert 0 <= float(u.min()) and float(u.max()) <= 1 and not torch.equal(u[0], u[1])
+    assert torch.equal(mask_fill(images, "zero"), torch.zeros(4, 3, 1, 1))
+    with pytest.raises(ValueError, match="fill"):
+        mask_fill(images, "blur")
+    with pytest.raises(ValueError, match="fill"):
+        FaithfulnessWeights(fill="grey")
+
+
+def test_black_fill_cannot_delete_a_dark_object_and_a_random_fill_can():
+    # a black square (the object) on a red background; the map marks the square exactly
+    x = torch.zeros(1, 3, 8, 8)
+    x[:, 0] = 1.0
+    x[:, :, 2:6, 2:6] = 0.0
+    square = torch.zeros(1, 8, 8)
+    square[:, 2:6, 2:6] = 1.0
+    labels = torch.tensor([0])
+    only_delete = dict(keep=0.0, area=0.0, tv=0.0)
+    black = faithfulness_terms(_MeanColour(), x, square, labels, FaithfulnessWeights(fill="zero", **only_delete))
+    # black fill: deleting the (already black) square changes no pixel, so the loss is the
+    # one of the untouched image
+    p = F.softmax(_MeanColour()(x), dim=1)[0, 0]
+    assert torch.allclose(black["delete"], -torch.log(1 - p), atol=1e-6)
+    torch.manual_seed(0)
+    u = mask_fill(x, "random")
+    torch.manual_seed(0)
+    rand = faithfulness_terms(_MeanColour(), x, square, labels, FaithfulnessWeights(fill="random", **only_delete))
+    filled = x * (1 - square[:, None]) + u * square[:, None]
+    q = F.softmax(_MeanColour()(filled), dim=1)[0, 0]
+    assert torch.allclose(rand["delete"], -torch.log(1 - q), atol=1e-6)
+    assert not torch.allclose(rand["delete"], black["delete"])

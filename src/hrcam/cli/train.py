@@ -115,6 +115,10 @@ def register(subparsers) -> None:
     full.add_argument("--consistency_weight", type=nonneg_float, default=1.0,
                       help="λ of the consistency term ('consistency', or 'faithfulness' without an anchor) "
                            "(default: 1.0)")
+    full.add_argument("--mask_fill", choices=("random", "zero"), default="random",
+                      help="'faithfulness': what replaces the hidden pixels when the classifier is shown the "
+                           "masked image: one random colour per image and step, or black (L-CAM-Img's; "
+                           "dark objects then cannot be deleted) (default: random)")
     full.set_defaults(func=run_full)
 
     for name in TRAIN_MODULES:
@@ -165,4 +169,4 @@ def run_full(args) -> int:
     return _finish(train_full(*_settings(args), args.half_weight_dir, arch=_arch(args), preset=args.preset,
                               objective=args.objective, upsampling=args.upsampling, anchor=args.anchor,
                               optimizer=args.optimizer, consistency_weight=args.consistency_weight, lr=args.lr,
-                              num_classes=args.num_classes))
+                              num_classes=args.num_classes, faithfulness={"fill": args.mask_fill}))

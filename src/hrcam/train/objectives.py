@@ -7,10 +7,18 @@ each cell's mean to the low-res CAM but nothing inside a cell. The ``faithfulnes
 asks the map of the labelled class to be an explanation the frozen classifier agrees with:
 
     m      = norm(high[y])                       per-image min-max, in [0, 1]
-    keep   = CE(f(m ⊙ x), y)                     the kept pixels alone still give class y
-    delete = −log(1 − p_y(f((1 − m) ⊙ x)))       the rest alone does not
+    keep   = CE(f(m ⊙ x + (1 − m) ⊙ u), y)       the kept pixels alone still give class y
+    delete = −log(1 − p_y(f((1 − m) ⊙ x + m ⊙ u)))   the rest alone does not
     area   = mean((m + 5e-4)^0.3)                concave, so a small mask beats a dim one
     tv     = mean(w_x (∂x m)² + w_y (∂y m)²),    w = exp(−|∂ gray(x)| / σ): smooth except at image edges
+
+``u`` is the fill that replaces the hidden pixels. By default (``fill='random'``) it is one
+uniform random colour per image, drawn anew at every step, one of Dabkowski & Gal's
+alternatives: a fixed fill carries information. With a black fill (``'zero'``, the
+masking of L-CAM-Img) a dark object cannot be deleted at all (its pixels are already the fill),
+and the outline of a dark object on a lighter background is enough to keep it. The decoder
+then learns to mark stroke *edges*. On the demo, the random fill lifted the high-res map's
+PxAP from 0.425 to 0.471 at one epoch, and from 0.381 to 0.547 at three (README ablation).
 
 ``f`` is the frozen HR-CAM classifier itself, so the map explains *this* classifier. The masking
 game is Dabkowski & Gal's ("Real Time Image Saliency for Black Box Classifiers", NeurIPS 2017)
@@ -26,7 +34,11 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-__all__ = ["FaithfulnessWeights", "minmax_maps", "edge_aware_tv", "concave_area", "faithfulness_terms"]
+__all__ = ["FaithfulnessWeights", "FILLS", "minmax_maps", "edge_aware_tv", "concave_area", "mask_fill",
+           "faithfulness_terms"]
+
+#: what replaces the hidden pixels in the masking game (see the module docstring)
+FILLS = ("random", "zero")
 
 
 @dataclass(frozen=True)
@@ -39,9 +51,15 @@ class FaithfulnessWeights:
     tv: float = 100.0
     #: image-gradient scale of the edge-aware smoothness (intensities in [0, 1])
     sigma: float = 0.1
+    #: the fill of hidden pixels: one of :data:`FILLS`
+    fill: str = "random"
 
     def __post_init__(self):
+        if self.fill not in FILLS:
+            raise ValueError(f"faithfulness fill must be one of {', '.join(FILLS)}, got {self.fill!r}")
         for name, value in asdict(self).items():
+            if name == "fill":
+                continue
             if not (isinstance(value, (int, float)) and value >= 0 and value == value):
                 raise ValueError(f"faithfulness weight {name} must be a number >= 0, got {value!r}")
         if self.sigma <= 0:
@@ -70,6 +88,19 @@ def concave_area(masks: torch.Tensor, power: float = 0.3, offset: float = 5e-4) 
     return (masks + offset).pow(power).mean()
 
 
+def mask_fill(images: torch.Tensor, fill: str = "random") -> torch.Tensor:
+    """The N×C×1×1 fill of the hidden pixels: a uniform random colour per image, or black.
+
+    ``'random'`` draws from torch's global generator, which the trainers seed, so seeded runs repeat.
+    """
+    if fill not in FILLS:
+        raise ValueError(f"fill must be one of {', '.join(FILLS)}, got {fill!r}")
+    shape = (images.shape[0], images.shape[1], 1, 1)
+    if fill == "zero":
+        return images.new_zeros(shape)
+    return torch.rand(shape, dtype=images.dtype, device=images.device)
+
+
 def faithfulness_terms(classifier, images: torch.Tensor, class_maps: torch.Tensor, labels: torch.Tensor,
                        weights: FaithfulnessWeights) -> dict[str, torch.Tensor]:
     """The weighted terms of the ``faithfulness`` objective (see the module docstring).
@@ -86,10 +117,13 @@ def faithfulness_terms(classifier, images: torch.Tensor, class_maps: torch.Tenso
     """
     m = minmax_maps(class_maps)
     terms: dict[str, torch.Tensor] = {}
+    mask = m[:, None]
+    if weights.keep or weights.delete:
+        u = mask_fill(images, weights.fill)
     if weights.keep:
-        terms["keep"] = weights.keep * F.cross_entropy(classifier(images * m[:, None]), labels)
+        terms["keep"] = weights.keep * F.cross_entropy(classifier(images * mask + u * (1 - mask)), labels)
     if weights.delete:
-        p = F.softmax(classifier(images * (1 - m[:, None])), dim=1).gather(1, labels[:, None])[:, 0]
+        p = F.softmax(classifier(images * (1 - mask) + u * mask), dim=1).gather(1, labels[:, None])[:, 0]
         terms["delete"] = weights.delete * -torch.log((1 - p).clamp_min(1e-6)).mean()
     if weights.area:
         terms["area"] = weights.area * concave_area(m)
