@@ -1,4 +1,4 @@
-"""The guided-filter CAM (He et al.), checked against a per-pixel loop of the filter."""
+"""The guided-filter CAM (He et al.), checked against per-pixel loops of the gray and colour filters."""
 import numpy as np
 import pytest
 import torch
@@ -32,6 +32,43 @@ def _guided_loop(I: np.ndarray, p: np.ndarray, r: int, eps: float) -> np.ndarray
     return _box_loop(a, r) * I + _box_loop(b, r)
 
 
+def _colour_guided_loop(I: np.ndarray, p: np.ndarray, r: int, eps: float) -> np.ndarray:
+    """He et al. (2010), eq. 14 (C×H×W colour guide), one window at a time with numpy's solver."""
+    c, h, w = I.shape
+    mI = np.stack([_box_loop(I[k], r) for k in range(c)])
+    mp = _box_loop(p, r)
+    mIp = np.stack([_box_loop(I[u] * p, r) for u in range(c)])
+    mII = np.array([[_box_loop(I[u] * I[v], r) for v in range(c)] for u in range(c)])
+    a = np.zeros((c, h, w))
+    for i in range(h):
+        for j in range(w):
+            sigma = mII[:, :, i, j] - np.outer(mI[:, i, j], mI[:, i, j])
+            cov = mIp[:, i, j] - mI[:, i, j] * mp[i, j]
+            a[:, i, j] = np.linalg.solve(sigma + eps * np.eye(c), cov)
+    b = mp - (a * mI).sum(axis=0)
+    return sum(_box_loop(a[k], r) * I[k] for k in range(c)) + _box_loop(b, r)
+
+
+def test_colour_guided_filter_matches_per_pixel_loop_and_sees_equal_brightness_edges():
+    rng = np.random.default_rng(3)
+    I = rng.random((1, 3, 5, 6))
+    p = rng.random((1, 5, 6))
+    q = guided_filter(torch.from_numpy(I), torch.from_numpy(p), 1, 0.05).numpy()
+    np.testing.assert_allclose(q[0], _colour_guided_loop(I[0], p[0], 1, 0.05), atol=1e-9)
+    # red | green: the same gray level on both sides, a map that steps at the colour edge
+    img = torch.zeros(1, 3, 8, 8, dtype=torch.float64)
+    img[0, 0, :, :4] = 1.0
+    img[0, 1, :, 4:] = 1.0
+    step = torch.zeros(1, 8, 8, dtype=torch.float64)
+    step[0, :, :4] = 1.0
+    colour = guided_filter(img, step, 2, 1e-3)[0]
+    gray = guided_filter(img.mean(dim=1), step, 2, 1e-3)[0]
+    assert float((colour[:, :4].min() - colour[:, 4:].max())) > 0.9  # the step survives
+    assert float((gray[:, 3] - gray[:, 4]).mean()) < 0.5  # the gray guide blurs it
+    with pytest.raises(ValueError, match="N×C×H×W"):
+        guided_filter(img, step[:, :4], 1)
+
+
 @pytest.mark.parametrize("r", [1, 2])
 def test_guided_filter_matches_per_pixel_loop(r):
     rng = np.random.default_rng(r)
@@ -56,13 +93,17 @@ def test_guided_cam_explainer_is_the_filtered_bilinear_cam(half):
     p = minmax_normalize(up).detach().double().numpy()
     gray = x.double().mean(dim=1).numpy()
     stride = 32 // out.low_features.shape[-1]
-    with create("guided", net) as e:  # default radius: half a low-res cell
+    with create("guided", net) as e:  # default radius: half a low-res cell; colour guide
         exp = e.explain(x)
     assert torch.equal(exp.logits, out.logits)
+    want = minmax_normalize(_colour_guided_loop(x[0].double().numpy(), p[0], stride // 2, 1e-2)[None])[0]
+    np.testing.assert_allclose(exp.maps[0].numpy(), want, atol=2e-5)
+    with create("guided", net, colour=False) as e:
+        exp = e.explain(x)
     for k in range(len(x)):
         want = minmax_normalize(_guided_loop(gray[k], p[k], stride // 2, 1e-2)[None])[0]
         np.testing.assert_allclose(exp.maps[k].numpy(), want, atol=2e-5)
-    with create("guided", net, radius=1, eps=0.5) as e:
+    with create("guided", net, radius=1, eps=0.5, colour=False) as e:
         other = e(x)[0]
     want = minmax_normalize(_guided_loop(gray[0], p[0], 1, 0.5)[None])[0]
     np.testing.assert_allclose(other[0].numpy(), want, atol=2e-5)

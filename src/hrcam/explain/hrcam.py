@@ -120,10 +120,10 @@ class RefinedHRCAMExplainer(Explainer):
 class GuidedHRCAMExplainer(Explainer):
     """HR-CAM refined edge-aware: the high-res map through the guided filter, the image as guide.
 
-    ``q = guided_filter(gray(x), norm(high[c]), r, eps)`` (He et al., "Guided Image Filtering",
-    ECCV 2010; :mod:`hrcam.postprocessing.guided`). The defaults are those of the ``guided``
-    baseline (which filters the bilinear low-res CAM instead): ``r`` = half a low-res cell, ``eps``
-    = 0.01, so the two differ only in the map that goes in.
+    ``q = guided_filter(x, norm(high[c]), r, eps)`` with the image's colours as guide (He et al.,
+    "Guided Image Filtering", ECCV 2010; :mod:`hrcam.postprocessing.guided`). The defaults are
+    those of the ``guided`` baseline (which filters the bilinear low-res CAM instead): ``r`` = half
+    a low-res cell, ``eps`` = 0.01, colour guide, so the two differ only in the map that goes in.
 
     Example:
         >>> with GuidedHRCAMExplainer(full_net) as explainer:
@@ -133,6 +133,7 @@ class GuidedHRCAMExplainer(Explainer):
         model: a CAM network with high-resolution features (a FullNet).
         radius: window radius in pixels (default: input side / low-res side / 2).
         eps: the filter's ridge, for intensities in [0, 1].
+        colour: guide with the image's colours (default) or, ``False``, its gray level.
 
     Raises:
         ValueError: the model has no high-res maps, or ``radius`` / ``eps`` are out of range.
@@ -140,7 +141,8 @@ class GuidedHRCAMExplainer(Explainer):
 
     name = "hrcam_guided"
 
-    def __init__(self, model, device=None, radius: int | None = None, eps: float | None = None):
+    def __init__(self, model, device=None, radius: int | None = None, eps: float | None = None,
+                 colour: bool = True):
         from hrcam.postprocessing.guided import DEFAULT_EPS
 
         _require_high_res(model)
@@ -151,10 +153,11 @@ class GuidedHRCAMExplainer(Explainer):
         self.eps = DEFAULT_EPS if eps is None else float(eps)
         if not self.eps > 0:
             raise ValueError(f"eps must be > 0, got {eps}")
+        self.colour = bool(colour)
 
     def raw_maps(self, x, targets):
         from hrcam.postprocessing.guided import default_radius, guided_refine
 
         low, high, logits, t = high_low_maps(self.model, x, targets)
         radius = int(self.radius or default_radius(x.shape[-1], low.shape[-1]))
-        return guided_refine(x, high, radius, self.eps), logits, t
+        return guided_refine(x, high, radius, self.eps, self.colour), logits, t
