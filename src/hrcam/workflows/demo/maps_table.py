@@ -15,6 +15,9 @@ import numpy as np
 
 #: explainers scored beside the HR-CAM maps, on the primary FullModel's (frozen, shared) classifier
 BASELINES = ("layercam", "gradcam", "guided")
+#: part of the headline table's cache key: bump it when the computation of a map changes
+#: (2: the guided filter's colour guide)
+MAPS_VERSION = 2
 #: row labels
 LABELS = {
     "low": "low-res CAM (bilinear)",

@@ -4,15 +4,17 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from hrcam.fileio import write_text
 from hrcam.jsonio import json_safe
+from hrcam.train.objectives import FaithfulnessWeights
 from hrcam.viz.gallery import gallery_figure
 from hrcam.workflows.demo.cache import _key, _load_examples, _log, _save_examples, _Stages
 from hrcam.workflows.demo.config import DemoConfig
 from hrcam.workflows.demo.extras import PRETRAINED_LABELS, _extra_neighbours, _extra_pretrained, _neighbours_tables
-from hrcam.workflows.demo.maps_table import BASELINES, GALLERY_COLUMNS, collect_maps, score_maps
+from hrcam.workflows.demo.maps_table import BASELINES, GALLERY_COLUMNS, MAPS_VERSION, collect_maps, score_maps
 from hrcam.workflows.demo.report import _best_maps, _compare_table, _kind_label, _write_report
 from hrcam.workflows.demo.training import _train_full, _train_half
 
@@ -73,7 +75,9 @@ def _run(out: Path, data_dir: Path, cfg: DemoConfig, force: bool, progress: bool
     results: dict[str, dict] = {}
     classification = None
     for obj in cfg.objectives:
-        full_key = _key(half_key, obj, cfg.epochs_of(obj), cfg.consistency_weight, cfg.recipe_of(obj))
+        # the objective's default weights and fill are part of the key: a change of them retrains
+        full_key = _key(half_key, obj, cfg.epochs_of(obj), cfg.consistency_weight, cfg.recipe_of(obj),
+                        *([asdict(FaithfulnessWeights())] * (obj in ("faithfulness", "smoothness"))))
         weights = out / f"full_{obj}" / "last_weights.safetensors"
         if not stages.fresh(f"train_full_{obj}", full_key, [weights]):
             _log(f"training the FullModel decoder, objective '{obj}' ({cfg.epochs_of(obj)} epochs)", progress)
@@ -108,7 +112,7 @@ def _run(out: Path, data_dir: Path, cfg: DemoConfig, force: bool, progress: bool
     # 4b. every map and baseline on the same test images, threshold-free (the headline table) ---
     primary = cfg.objectives[0]
     table_key = _key(*(stages.done[f"train_full_{o}"]["key"] for o in cfg.objectives), cfg.limit, cfg.gallery,
-                     BASELINES)
+                     BASELINES, MAPS_VERSION)
     table_json = out / "evaluation" / "maps_table.json"
     table_examples = out / "evaluation" / "maps_examples.npz"
     if not stages.fresh("maps_table", table_key, [table_json, table_examples]):
