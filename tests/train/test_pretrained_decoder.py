@@ -190,6 +190,11 @@ def test_photo_demo_writes_figure_and_page_and_animals_view(tmp_path):
         assert all(0 <= p["class"] < 398 for p in entry["top5"])
     page = out["html"].read_text()
     assert "chelsea" in page and "coffee" in page and info["photos"][0]["top5"][0]["name"] in page
+    # photo, low-res, high-res, refined and the guided-filter refinement side by side
+    from PIL import Image
+
+    with Image.open(out["figure"].parent / "chelsea.png") as strip:
+        assert strip.size == (5 * 64, 64)
 
 
 def test_faithfulness_steps_lower_the_loss_and_move_the_predicted_class_map():

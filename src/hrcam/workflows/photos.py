@@ -21,6 +21,7 @@ from hrcam.api.pretrained import ANIMAL_CLASSES
 from hrcam.fileio import write_text
 from hrcam.models.pretrained.backbones import build_backbone
 from hrcam.models.pretrained.decoder import DecoderNet, rank_energy
+from hrcam.postprocessing.guided import default_radius, guided_refine
 from hrcam.train.recipes import train_decoder_steps
 
 __all__ = ["PHOTOS", "load_photos", "train_decoder_steps", "demo_decoder_options", "run_photo_demo", "decoder_detail",
@@ -133,8 +134,12 @@ def run_photo_demo(out_dir, *, animals: bool = False, steps: int = 80, im_size: 
     images = photos.permute(0, 2, 3, 1).numpy()
     lows, highs = res.low.numpy(), res.high.numpy()
     refined = _refine(images, lows, highs)
+    # the edge-aware refinement of the digits demo (the hrcam_guided explainer): the high-res map
+    # through the colour guided filter, a window of one low-res cell
+    guided = guided_refine(photos, res.high, default_radius(im_size, lows.shape[-1])).numpy()
 
-    columns = ["photo", "low-res CAM", "high-res CAM"] + (["refined"] if refined is not None else [])
+    columns = (["photo", "low-res CAM", "high-res CAM"] + (["refined"] if refined is not None else [])
+               + ["high-res + guided filter"])
     fig = Figure(figsize=(3 * len(columns), 3.1 * len(labels)))
     axes = fig.subplots(len(labels), len(columns), squeeze=False)
     summary = []
@@ -145,6 +150,7 @@ def run_photo_demo(out_dir, *, animals: bool = False, steps: int = 80, im_size: 
         panels = [images[i], overlay(images[i], lows[i]), overlay(images[i], highs[i])]
         if refined is not None:
             panels.append(overlay(images[i], refined[i]))
+        panels.append(overlay(images[i], guided[i]))
         for j, (panel, title) in enumerate(zip(panels, columns)):
             ax = axes[i, j]
             ax.imshow(np.clip(panel, 0, 1))
