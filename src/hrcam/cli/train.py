@@ -91,11 +91,12 @@ def register(subparsers) -> None:
                     "train. Two recipes (--preset): 'seed' = the seed's autoencoder ('reconstruction' "
                     "objective, transposed convolutions, Adadelta); 'localize' = high-res CAMs that follow "
                     "the object ('faithfulness' objective: the frozen classifier keeps the class on the image "
-                    "masked by the map and loses it on the inverse, with a concave area and an edge-aware "
-                    "smoothness term; resize-convolutions; each low-res cell's mean anchored to the low-res "
-                    "CAM; Adam). 'localize' is the recommended one: on the demo its high-res CAM localizes better "
-                    "than the seed's recipe and the low-res CAM, though not yet better than LayerCAM by PxAP "
-                    "(README, 'Maps that localize'). Flags below override the preset's parts.",
+                    "masked by the map and loses it on the inverse, hidden pixels filled with a random colour, "
+                    "with a concave area and an edge-aware smoothness term; resize-convolutions; each low-res "
+                    "cell's mean anchored to the low-res CAM; Adam). 'localize' is the recommended one: on the "
+                    "demo its high-res CAM through the guided filter localizes far better than the seed's "
+                    "recipe, the low-res CAM, LayerCAM and the guided-filter CAM (README, 'Maps that "
+                    "localize'). Flags below override the preset's parts.",
         epilog=EPILOG + _FULL_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_common(full)
     full.add_argument("--half_weight_dir", required=True,
