@@ -19,6 +19,7 @@ from hrcam.cli.common import (
     positive_int,
     seed_arg,
 )
+from hrcam.cli.train import add_mask_fill
 from hrcam.errors import UserError
 
 #: hrcam.train.decoder.OBJECTIVES, spelled out so that building the parser imports no Lightning
@@ -73,6 +74,7 @@ def register_train(train_subparsers) -> None:
     p.add_argument("--objective", choices=DECODER_OBJECTIVES, default="consistency",
                    help="decoder objective (default: consistency)")
     p.add_argument("--consistency_weight", type=nonneg_float, default=1.0, help="λ (default: 1.0)")
+    add_mask_fill(p)
     p.add_argument("--consistency_target", choices=("low", "rank"), default="low",
                    help="compare with the true low-res CAMs or their rank-r part (same gradient; default: low)")
     p.add_argument("--rank", type=positive_int, default=128,
@@ -129,7 +131,7 @@ def run_train_decoder(args) -> int:
     module = DecoderModule(net, backbone=args.backbone, objective=args.objective,
                            consistency_weight=args.consistency_weight,
                            consistency_target=args.consistency_target, lr=args.lr, im_size=args.im_size,
-                           rank=args.rank, width=args.width)
+                           rank=args.rank, width=args.width, faithfulness={"fill": args.mask_fill})
     out = fit(module, dm, args.results_name, epochs=args.epochs, results_root=args.results_root,
               logs_root=args.logs_root, monitor="train_loss", mode="min", resume=args.resume,
               overwrite=args.overwrite,

@@ -116,14 +116,19 @@ def register(subparsers) -> None:
     full.add_argument("--consistency_weight", type=nonneg_float, default=1.0,
                       help="λ of the consistency term ('consistency', or 'faithfulness' without an anchor) "
                            "(default: 1.0)")
-    full.add_argument("--mask_fill", choices=("random", "zero"), default="random",
-                      help="'faithfulness': what replaces the hidden pixels when the classifier is shown the "
-                           "masked image: one random colour per image and step, or black (L-CAM-Img's; "
-                           "dark objects then cannot be deleted) (default: random)")
+    add_mask_fill(full)
     full.set_defaults(func=run_full)
 
     for name in TRAIN_MODULES:
         importlib.import_module(name).register_train(sub)
+
+
+def add_mask_fill(parser) -> None:
+    """``--mask_fill``: the fill of hidden pixels in the ``faithfulness`` masking game (full and decoder)."""
+    parser.add_argument("--mask_fill", choices=("random", "zero"), default="random",
+                        help="'faithfulness': what replaces the hidden pixels when the classifier is shown the "
+                             "masked image: one random colour per image and step, or black (L-CAM-Img's; "
+                             "dark objects then cannot be deleted) (default: random)")
 
 
 _FULL_EPILOG = """
