@@ -15,7 +15,11 @@ and implements ``export_state() -> (state_dict, metadata)`` for :func:`hrcam.tra
   seed's recipe): ``warmup_epochs`` of classifier-only cross-entropy before the masker starts
   (with thinning F the classifier is frozen after them), and ``lambda_ramp_steps`` over which
   λ grows linearly from λ/ramp to λ. An epoch whose mean training mask area is below
-  :data:`COLLAPSE_AREA` (1 %) raises a :class:`MaskCollapseWarning` (in the log).
+  :data:`COLLAPSE_AREA` (1 %) raises a :class:`MaskCollapseWarning` (in the log). ``fill``:
+  what replaces the masked-out pixels (:func:`hrcam.models.baselines.casm.mask_out`): ``'zero'``
+  (black, the seed's) or ``'random'`` (one uniform colour per image, drawn anew each step from
+  torch's global generator; at validation from a generator seeded per batch, so every epoch
+  scores the same images with the same colours).
 """
 from __future__ import annotations
 
@@ -30,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hrcam.models.baselines.camnet import CAMNet
-from hrcam.models.baselines.casm import CASMNet, ClassifierPool, masker_loss, thinning
+from hrcam.models.baselines.casm import FILLS, CASMNet, ClassifierPool, mask_out, masker_loss, thinning
 from hrcam.models.baselines.lcam import LCAMNet, lcam_loss
 from hrcam.models.registry import model_metadata
 
@@ -208,12 +212,14 @@ class LCAMModule(_Module):
 # -- CASM --------------------------------------------------------------------------------------
 def casm_update(net: CASMNet, x: torch.Tensor, y: torch.Tensor, *, strategy, lambda_r: float,
                 opt_masker, opt_classifier=None, pool: ClassifierPool | None = None, rng: random.Random,
-                step: int, confuser: nn.Module | None = None, backward=None, clip: float = 10.0) -> dict:
+                step: int, confuser: nn.Module | None = None, backward=None, clip: float = 10.0,
+                fill: str = "zero") -> dict:
     """One CASM training step (seed 003), ordered so no tensor is changed in place before its backward.
 
     1. clean pass; unless the classifier is frozen: CE backward and classifier step, then maybe a
        pool snapshot (after step ``step``);
-    2. mask from the detached features, masked-out image ``x ⊙ (1 − m)``;
+    2. mask from the detached features, masked-out image ``x ⊙ (1 − m) + u ⊙ m`` (``u``: the
+       ``fill``, black or one random colour per image);
     3. scorer: a random pool snapshot (probability ``strategy.pool_prob``) or the current
        classifier;
     4. masker loss backward (graph kept when the classifier also learns from the masked-out
@@ -239,7 +245,7 @@ def casm_update(net: CASMNet, x: torch.Tensor, y: torch.Tensor, *, strategy, lam
         if pool is not None:
             pool.maybe_snapshot(step, classifier)
     mask = net.mask(stages, x.shape[-2:])
-    x_masked = x * (1 - mask)
+    x_masked = mask_out(x, mask, fill)
     use_pool = pool is not None and len(pool) > 0 and rng.random() < strategy.pool_prob
     if use_pool:
         confuser.load_state_dict(pool.sample())
@@ -278,7 +284,8 @@ class CASMModule(_Module):
     """Trains a :class:`CASMNet` with a thinning strategy (``F``, ``L``, ``FL``, ``L100``, ``L1000``).
 
     ``warmup_epochs``: epochs of classifier-only cross-entropy (SGD, ``lr_classifier``) before
-    the masker trains; ``lambda_ramp_steps``: masker steps over which λ ramps up linearly.
+    the masker trains; ``lambda_ramp_steps``: masker steps over which λ ramps up linearly;
+    ``fill``: ``'zero'`` or ``'random'``, what replaces the masked-out pixels (module docstring).
     """
 
     kind = "casm"
@@ -287,9 +294,11 @@ class CASMModule(_Module):
                  pool_size: int = 30, pool_prob: float | None = None, smf: int | None = None,
                  lr_classifier: float = 1e-3, lr_masker: float = 1e-3, momentum: float = 0.9,
                  weight_decay: float = 1e-4, seed: int = 0, im_size: int = 224, class_names=None,
-                 warmup_epochs: int = 0, lambda_ramp_steps: int = 0):
+                 warmup_epochs: int = 0, lambda_ramp_steps: int = 0, fill: str = "zero"):
         super().__init__(im_size, class_names)
         base = thinning(thinning_name)
+        if fill not in FILLS:
+            raise ValueError(f"fill must be one of {', '.join(FILLS)}, got {fill!r}")
         if pool_prob is not None and not 0 <= pool_prob <= 1:
             raise ValueError(f"pool_prob must be in [0, 1], got {pool_prob}")
         if int(warmup_epochs) < 0:
@@ -305,6 +314,7 @@ class CASMModule(_Module):
         self.lambda_r = base.lambda_r if lambda_r is None else float(lambda_r)
         self.pool = ClassifierPool(pool_size, self.strategy.smf, seed=seed) if self.strategy.uses_pool else None
         self.rng = random.Random(seed)
+        self.fill, self.seed = fill, int(seed)
         self.lr_classifier, self.lr_masker = lr_classifier, lr_masker
         self.momentum, self.weight_decay = momentum, weight_decay
         self.warmup_epochs, self.lambda_ramp_steps = int(warmup_epochs), int(lambda_ramp_steps)
@@ -317,7 +327,7 @@ class CASMModule(_Module):
 
     def training_metadata(self) -> dict:
         """The thinning strategy and mask-area weight, recorded in ``arch``."""
-        return {"thinning": self.strategy.name, "lambda_r": self.lambda_r}
+        return {"thinning": self.strategy.name, "lambda_r": self.lambda_r, "fill": self.fill}
 
     def in_warmup(self) -> bool:
         """Whether the current epoch trains the classifier alone."""
@@ -381,7 +391,7 @@ class CASMModule(_Module):
             opt_c = None
         out = casm_update(self.net, x, y, strategy=self.strategy, lambda_r=self.current_lambda(), opt_masker=opt_m,
                           opt_classifier=opt_c, pool=self.pool, rng=self.rng, step=self.casm_steps,
-                          confuser=self.confuser(), backward=self.manual_backward)
+                          confuser=self.confuser(), backward=self.manual_backward, fill=self.fill)
         self.casm_steps += 1
         self._area[0] += float(out["mask_mean"])
         self._area[1] += 1
@@ -406,10 +416,11 @@ class CASMModule(_Module):
                       f"--lambda_ramp_steps or a smaller --lambda_r)", MaskCollapseWarning, stacklevel=2)
         return True
 
-    def validation_step(self, batch, _idx):
+    def validation_step(self, batch, idx):
         x, y = batch
         logits, mask = self.net.logits_and_mask(x)
-        masked_logits = self.net.classifier(x * (1 - mask))
+        gen = torch.Generator().manual_seed(self.seed * 100_003 + int(idx)) if self.fill == "random" else None
+        masked_logits = self.net.classifier(mask_out(x, mask, self.fill, gen))
         terms = masker_loss(logits, masked_logits, y, mask, self.lambda_r)
         # no masker yet during the warm-up: such an epoch must not become the best checkpoint
         loss = terms["loss"] if not self.in_warmup() else torch.tensor(float("inf"))

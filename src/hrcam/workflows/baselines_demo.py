@@ -58,12 +58,15 @@ def train_neighbours(data_dir, out_dir, *, backbone: str = DEMO_SETTINGS["backbo
                      casm_warmup_epochs: int = DEMO_SETTINGS["casm_warmup_epochs"],
                      casm_lr: float = DEMO_SETTINGS["casm_lr"],
                      lambda_ramp_steps: int = DEMO_SETTINGS["lambda_ramp_steps"],
+                     casm_fill: str = DEMO_SETTINGS["casm_fill"],
                      progress: bool = False, seed: int = 0, seconds: dict | None = None) -> dict[str, Path]:
     """Train CAM, L-CAM-Fm, L-CAM-Img (on the CAM network) and CASM per thinning strategy on ``data_dir``.
 
     Weights under ``out_dir/<run>/``, logs under ``out_dir/logs/``. ``epochs`` are CAM's;
     ``casm_epochs`` (of at most ``casm_batches`` batches each; None = all) include the
-    ``casm_warmup_epochs``. CASM's classifier starts as the CAM network (thinning F keeps it frozen). Returns ``{run: results folder}``;
+    ``casm_warmup_epochs``. CASM's classifier starts as the CAM network (thinning F keeps it frozen);
+    ``casm_fill`` replaces its masked-out pixels (``'zero'``: black, the seed's; ``'random'``: one
+    random colour per image). Returns ``{run: results folder}``;
     ``seconds``, when given, is filled with each run's training wall time.
     """
     import time
@@ -78,10 +81,12 @@ def train_neighbours(data_dir, out_dir, *, backbone: str = DEMO_SETTINGS["backbo
     for variant in ("fm", "img"):  # the frozen classifier is the CAM network just trained
         recipes[f"lcam_{variant}"] = (lcam_epochs, None, lambda run, v=variant: train_lcam(
             data, run, classifier=out / "cam", backbone=backbone, variant=v, lr=lcam_lr, optimizer=lcam_optimizer))
+    # train_casm's own fill is the paper's black; another one is passed on (train_casm(fill=...))
+    fill_kw = {} if casm_fill == "zero" else {"fill": casm_fill}
     for t in thinnings:  # CASM's classifier starts as the CAM network (F: stays it, frozen)
         recipes[f"casm_{t}"] = (casm_epochs, casm_batches, lambda run, t=t: train_casm(
             data, run, classifier=out / "cam", backbone=backbone, thinning=t, lr=casm_lr,
-            warmup_epochs=casm_warmup_epochs, lambda_ramp_steps=lambda_ramp_steps))
+            warmup_epochs=casm_warmup_epochs, lambda_ramp_steps=lambda_ramp_steps, **fill_kw))
     results = {}
     for name, (n_epochs, batches, recipe) in recipes.items():
         run = RunSettings(name, epochs=n_epochs, results_root=out, logs_root=out / "logs", progress=progress,

@@ -3,7 +3,12 @@
 Masker: the classifier's detached stage features (ResNet: stem, ``layer1..4``) → for each
 scale a 1×1 conv to 64 channels + BN + ReLU, bilinearly upsampled to the first stage's
 resolution → concatenated → 3×3 conv → 1 channel → sigmoid → upsampled to the input size:
-the mask ``m`` (N×1×H×W, 1 = salient). The masked-out input is ``x ⊙ (1 − m)``.
+the mask ``m`` (N×1×H×W, 1 = salient). The masked-out input is ``x ⊙ (1 − m) + u ⊙ m``
+(:func:`mask_out`): ``u`` = 0 (``fill='zero'``, the paper's ``x ⊙ (1 − m)``) or one uniform
+random colour per image, drawn anew each step (``fill='random'``). A black fill cannot hide a
+dark object (its pixels already equal the fill), so on dark digits the masker gains nothing
+from covering them; a random colour, one of Dabkowski & Gal's (2017) alternatives, removes
+them whatever their colour.
 
 Masker loss, for a batch of N with labels y (``p`` = softmax of the scorer on the masked-out
 image, ``c_i`` = the clean prediction is correct, ``nc_i`` = ``c_i`` and the masked-out
@@ -39,7 +44,32 @@ from torch import nn
 from hrcam.models.baselines.classifiers import build_classifier, classifier_config
 from hrcam.models.registry import register_model
 
-__all__ = ["THINNING", "ClassifierPool", "Masker", "CASMNet", "ThinningStrategy", "masker_loss"]
+__all__ = ["FILLS", "THINNING", "ClassifierPool", "Masker", "CASMNet", "ThinningStrategy", "fill_colours",
+           "mask_out", "masker_loss"]
+
+#: fills of the masked-out pixels: ``zero`` (black, the paper's) and ``random`` (a colour per image)
+FILLS = ("zero", "random")
+
+
+def fill_colours(x: torch.Tensor, fill: str = "zero", generator: torch.Generator | None = None) -> torch.Tensor:
+    """The N×C×1×1 colours that replace masked-out pixels: zeros, or uniform in [0, 1]^C per image.
+
+    ``'random'`` draws from ``generator``, or from torch's global generator (seeded by the
+    trainers, so seeded runs repeat) when None.
+    """
+    if fill not in FILLS:
+        raise ValueError(f"fill must be one of {', '.join(FILLS)}, got {fill!r}")
+    shape = (x.shape[0], x.shape[1], 1, 1)
+    if fill == "zero":
+        return x.new_zeros(shape)
+    u = torch.rand(shape, generator=generator, dtype=x.dtype, device="cpu" if generator is not None else x.device)
+    return u.to(x.device)
+
+
+def mask_out(x: torch.Tensor, mask: torch.Tensor, fill: str = "zero",
+             generator: torch.Generator | None = None) -> torch.Tensor:
+    """The masked-out image ``x ⊙ (1 − m) + u ⊙ m``, ``u`` from :func:`fill_colours`."""
+    return x * (1 - mask) + fill_colours(x, fill, generator) * mask
 
 
 @dataclass(frozen=True)

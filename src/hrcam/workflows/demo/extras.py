@@ -118,6 +118,11 @@ BASELINE_TITLES = {
 }
 
 
+#: how the report names CASM's fill of the masked-out pixels
+_FILL_TEXT = {"zero": "black (the paper's x ⊙ (1 − m))", "random": "one random colour per image (not the paper's black, "
+              "which cannot hide a dark digit)"}
+
+
 def _neighbours_tables(record: dict) -> list:
     """The three comparison tables of the baselines extra, each with its verdict and the settings."""
     from hrcam.viz.report import table_from_records
@@ -133,7 +138,9 @@ def _neighbours_tables(record: dict) -> list:
                 f"lr {nb['lcam_lr']}; every method at the layer L-CAM reads; AD lower / IC higher is better.",
         "casm": f"CASM: classifier started from the CAM network above (F: frozen), {nb['casm_epochs']} epoch(s) of at "
                 f"most {nb['casm_batches']} batches, {nb['casm_warmup_epochs']} of them classifier warm-up, classifier "
-                f"SGD lr {nb['casm_lr']}; each explains its own classifier; LE lower, masked-out accuracy lower "
+                f"SGD lr {nb['casm_lr']}, masked-out pixels filled with "
+                f"{_FILL_TEXT.get(nb.get('casm_fill', 'zero'), nb.get('casm_fill'))}; each explains its own "
+                "classifier; LE lower, masked-out accuracy lower "
                 "and masked-in / inpainted higher mean the mask holds the evidence.",
     }
     tables = []
