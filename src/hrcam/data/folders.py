@@ -19,6 +19,16 @@ is accepted. Every image is converted to float32 ``C×H×W`` in [0, 1]:
 - ``im_size`` resizes to ``im_size × im_size`` (bilinear with antialiasing, aspect ratio not kept,
   as the seed's Keras loader did).
 
+Decoders: :func:`load_image` decodes with PIL (``decoder="pil"``, the default) or, with
+``decoder="auto"`` (what ``evaluate``, ``explain`` and ``compare`` use), 8-bit JPEG (grayscale or
+RGB) and 8-bit PNG (gray, gray + alpha, RGB, RGBA; not palette, not interlaced, no ``tRNS``) with
+``torchvision.io.decode_image``, which is faster. Both decode with the same libraries here
+(libjpeg-turbo, zlib) and give **the same pixels, bit for bit** (``tests/data/test_decode.py``
+checks JPEG at qualities 50–100 with every chroma subsampling, progressive JPEG, grayscale, and
+PNG in every mode against PIL). Everything else (palette, 16-bit, 1-bit, CMYK JPEG, other
+formats), and any file ``decode_image`` rejects, goes to PIL, so a file is bad exactly when PIL
+cannot decode it.
+
 Unreadable files never stop an epoch: at scan time a cheap header check (``PIL.Image.open``
 without decoding) skips non-images (counted in ``.skipped`` / ``.skipped_files``); a file whose
 pixels fail to decode later is replaced by the next readable sample (see
@@ -105,23 +115,89 @@ def _to_float_array(im) -> np.ndarray:
     return arr
 
 
-def load_image(path: str | os.PathLike, im_size: int | None = None, channels: int = 3) -> torch.Tensor:
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_JPEG_MAGIC = b"\xff\xd8\xff"
+DECODERS = ("pil", "auto")
+
+
+def _png_is_plain(data: bytes) -> bool:
+    """True for an 8-bit, non-interlaced PNG in gray, gray + alpha, RGB or RGBA without a ``tRNS``
+    chunk: the PNGs whose pixels ``decode_image`` gives exactly as PIL does (palette PNGs come
+    back as indices, 1/2/4-bit gray is scaled differently; those go to PIL)."""
+    if len(data) < 33 or data[12:16] != b"IHDR":
+        return False
+    depth, colour, interlace = data[24], data[25], data[28]
+    if depth != 8 or colour not in (0, 2, 4, 6) or interlace != 0:
+        return False
+    pos = 8
+    while pos + 8 <= len(data):  # tRNS, when present, comes before the first IDAT
+        kind = data[pos + 4 : pos + 8]
+        if kind == b"tRNS":
+            return False
+        if kind == b"IDAT":
+            return True
+        pos += 12 + int.from_bytes(data[pos : pos + 4], "big")
+    return False
+
+
+def _decode_fast(path) -> np.ndarray | None:
+    """``H×W×c`` float32 in [0, 1] as :func:`_to_float_array` gives it, decoded by
+    ``torchvision.io.decode_image``; None when the file is not a JPEG/PNG this path takes, or when
+    ``decode_image`` rejects it (the caller then asks PIL, which decides whether the file is bad)."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return None
+    if data[:3] == _JPEG_MAGIC:
+        jpeg = True
+    elif data[:8] == _PNG_MAGIC and _png_is_plain(data):
+        jpeg = False
+    else:
+        return None
+    try:
+        from torchvision.io import ImageReadMode, decode_image
+
+        t = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.UNCHANGED)
+    except Exception:  # noqa: BLE001 - decode_image refuses it: PIL has the last word
+        return None
+    c = int(t.shape[0])
+    if t.dtype != torch.uint8 or t.ndim != 3 or c not in ((1, 3) if jpeg else (1, 2, 3, 4)):
+        return None  # a CMYK / YCCK JPEG (PIL converts those), or anything unexpected
+    # the same arithmetic as the PIL path: float32 / 255, alpha composited on black
+    arr = t.permute(1, 2, 0).numpy().astype(np.float32) / 255.0
+    if c in (2, 4):
+        return np.ascontiguousarray(arr[..., :-1] * arr[..., -1:])
+    return arr
+
+
+def load_image(path: str | os.PathLike, im_size: int | None = None, channels: int = 3,
+               decoder: str = "pil") -> torch.Tensor:
     """Decode one image file into float32 ``channels×H×W`` in [0, 1] (resized when ``im_size``).
 
-    Raises whatever PIL raises for a file it cannot decode (``OSError``, ...).
+    ``decoder``: ``"pil"`` (default) or ``"auto"``: plain 8-bit JPEG/PNG through
+    ``torchvision.io.decode_image`` (faster, the same pixels; module docstring), the rest and any
+    file it rejects through PIL. Raises whatever PIL raises for a file it cannot decode
+    (``OSError``, ...).
     """
     from PIL import Image
 
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
-    with Image.open(path) as im:
-        im.load()
-        arr = _to_float_array(im)
+    if decoder not in DECODERS:
+        raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
+    arr = _decode_fast(path) if decoder == "auto" else None
+    if arr is None:
+        with Image.open(path) as im:
+            im.load()
+            arr = _to_float_array(im)
     if channels == 1 and arr.shape[-1] == 3:
         arr = (arr @ _LUMA)[..., None]
     elif channels == 3 and arr.shape[-1] == 1:
         arr = np.repeat(arr, 3, axis=-1)
-    t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).contiguous()
+    # H×W×C → C×H×W in NumPy: one single-threaded copy (torch's permuted copy with several
+    # threads costs 1-15 ms per 224 px image on a busy 2-core machine; NumPy's ~0.3 ms)
+    t = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
     if im_size is not None and tuple(t.shape[1:]) != (im_size, im_size):
         t = torch.nn.functional.interpolate(
             t[None], size=(im_size, im_size), mode="bilinear", align_corners=False, antialias=True

@@ -38,30 +38,42 @@ def round_robin(labels) -> list[int]:
     return [i for _, _, i in sorted(rank)]
 
 
-def load_split(data_dir, split: str, im_size: int, channels: int, limit: int | None, num_classes: int):
+def load_split(data_dir, split: str, im_size: int, channels: int, limit: int | None, num_classes: int,
+               num_workers: int = 0, batch_size: int = 32):
     """``(images N×C×S×S, labels, relative paths, skipped)`` of ``data_dir/split``.
 
     With ``limit`` the images are taken round-robin over the classes (the first of every class,
-    then the second, ...), so a small limit still covers the classes.
+    then the second, ...), so a small limit still covers the classes. A file that fails to decode
+    is skipped and counted in ``skipped`` (with the non-images skipped at scan time), and the next
+    image in that order takes its place. Decoding goes through a ``DataLoader`` with
+    ``num_workers`` processes (:func:`hrcam.data.loader.image_batches`); the result does not
+    depend on it.
     """
+    from hrcam.data.loader import image_batches
+
     split_dir = find_split(data_dir, split)
     classes = dataset_classes(data_dir)
     if len(classes) != num_classes:
         raise UserError(f"the model has {num_classes} classes but {data_dir} has {len(classes)}")
     ds = ClassFolderDataset(split_dir, im_size, channels, classes=classes)
     images, labels, paths, skipped = [], [], [], ds.skipped
-    order = round_robin([label for _, label in ds.samples]) if limit is not None else range(len(ds))
-    for i in order:
+    order = round_robin([label for _, label in ds.samples]) if limit is not None else list(range(len(ds)))
+    loader = image_batches([p for p, _ in ds.samples], im_size, channels, batch_size, num_workers, positions=order)
+    root = Path(data_dir).resolve()
+    for j, batch in enumerate(loader):  # batch j decodes order[j·B : (j+1)·B], less the failures
+        decoded = dict(zip(batch.indices, batch.images)) if batch.images is not None else {}
+        for i in order[j * batch_size : (j + 1) * batch_size]:
+            if limit is not None and len(images) >= limit:
+                break
+            if i not in decoded:  # an undecodable file is counted, never fatal
+                skipped += 1
+                continue
+            path, label = ds.samples[i]
+            images.append(decoded[i])
+            labels.append(label)
+            paths.append(Path(path).resolve().relative_to(root).as_posix())
         if limit is not None and len(images) >= limit:
             break
-        try:
-            images.append(ds.load(i))
-        except Exception:  # noqa: BLE001 - an undecodable file is counted, never fatal
-            skipped += 1
-            continue
-        path, label = ds.samples[i]
-        labels.append(label)
-        paths.append(Path(path).resolve().relative_to(Path(data_dir).resolve()).as_posix())
     if not images:
         raise UserError(f"no readable images in {split_dir}")
     return torch.stack(images), torch.tensor(labels), paths, skipped
