@@ -159,6 +159,28 @@ def devices_arg(text: str):
     return int(text)
 
 
+#: ``--num_workers`` of the inference commands (evaluate, evaluate localization, explain, compare)
+NUM_WORKERS_HELP = ("processes that decode the images while the model runs (a torch DataLoader; default: 0, "
+                    "decode in this process; try 2). Results and their order are the same for any N; "
+                    "unreadable files are skipped and counted as with 0. Plain JPEG/PNG are decoded by "
+                    "torchvision's decode_image (the same pixels as Pillow), the rest by Pillow")
+#: ``--devices`` of evaluate, evaluate localization and compare
+DEVICES_HELP = ("split the images over N CPU processes (torch.distributed, gloo): batch b goes to process "
+                "b mod N, each image is scored once, and the scores are merged in batch order, so every "
+                "number is the one of 1 process. Each process gets 1/N of the torch threads")
+
+
+def add_num_workers(p, help: str = NUM_WORKERS_HELP) -> None:  # noqa: A002 - argparse's word
+    """``--num_workers`` (an integer >= 0): data loader worker processes."""
+    p.add_argument("--num_workers", "--num-workers", dest="num_workers", default=0, type=nonneg_int,
+                   metavar="N", help=help)
+
+
+def add_devices(p, note: str = " and reads its own images (with --num_workers each)") -> None:
+    """``--devices N`` of the inference commands: CPU processes the images are sharded over."""
+    p.add_argument("--devices", default=1, type=positive_int, metavar="N", help=f"{DEVICES_HELP}{note} (default: 1)")
+
+
 def add_distributed_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("hardware (passed to Lightning)")
     g.add_argument("--gpu", default=None, type=gpu_arg,
@@ -170,7 +192,7 @@ def add_distributed_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--num_nodes", default=1, type=positive_int, help="nodes for multi-node training (default: 1)")
     g.add_argument("--strategy", default="auto", type=strategy_arg,
                    help="Lightning strategy, e.g. ddp, ddp_spawn, fsdp (default: auto)")
-    g.add_argument("--num_workers", default=0, type=nonneg_int, help="data loader worker processes (default: 0)")
+    add_num_workers(g, "data loader worker processes (default: 0)")
     g.add_argument("--precision", default=None, type=precision_arg,
                    help="Lightning precision, e.g. 16-mixed or bf16-mixed")
 

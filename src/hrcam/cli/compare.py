@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from hrcam.cli.common import device_arg, positive_int, resolve_device
+from hrcam.cli.common import add_devices, add_num_workers, device_arg, positive_int, resolve_device
 from hrcam.errors import UserError
 
 DEFAULT_METHODS = ("cam", "hrcam", "refined", "gradcam", "gradcampp", "scorecam")
@@ -44,6 +44,9 @@ def register(subparsers) -> None:
     p.add_argument("--gallery", type=int, default=8, metavar="N",
                    help="report.html shows the maps of the first N images, one column per method (default: 8; 0: none)")
     p.add_argument("--no_progress", action="store_true", help="hide progress bars")
+    add_num_workers(p)
+    add_devices(p, "; the images are read once, in the main process (--num_workers), and each process gets "
+                   "its batches. ms_per_image is then the explainer time summed over the processes, per image")
     p.set_defaults(func=run)
 
 
@@ -81,7 +84,13 @@ def run(args) -> int:
         methods = parse_methods(args.methods if args.methods else list(DEFAULT_METHODS))
     except ValueError as err:
         raise UserError(str(err)) from None
-    model = _load(args.weights, args.type, resolve_device(args.device))
+    device = resolve_device(args.device)
+    if args.devices > 1:
+        if args.device not in ("auto", "cpu"):
+            raise UserError(f"--devices {args.devices} runs {args.devices} CPU processes; use --device cpu "
+                            f"(or leave --device out), not {args.device}")
+        device = "cpu"
+    model = _load(args.weights, args.type, device)
     from hrcam.models.registry import model_types
 
     if model.kind in model_types("baseline") and not args.methods:
@@ -94,12 +103,12 @@ def run(args) -> int:
             raise UserError(f"methods {','.join(wanted)} need full-model weights (these are {model.kind}-model weights)")
         methods = [m for m in methods if m not in HIGH_RES_METHODS]
     x, y, paths, skipped = load_split(args.data_dir, args.split, model.im_size, model.channels, args.limit,
-                                      model.num_classes)
+                                      model.num_classes, num_workers=args.num_workers)
     gt = load_ground_truth_for(args.data_dir, args.split, paths, model.im_size)
     try:
         examples: dict = {}  # maps of the first images, for report.html's gallery
         rows = compare_methods(net, x, y, methods, gt, batch_size=args.batch_size, progress=not args.no_progress,
-                               examples=examples, examples_count=args.gallery)
+                               examples=examples, examples_count=args.gallery, devices=args.devices)
     except ValueError as err:
         raise UserError(str(err)) from None
     out = Path(args.out) if args.out else Path(args.weights).parent / "compare"

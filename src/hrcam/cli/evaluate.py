@@ -10,7 +10,7 @@ import argparse
 import importlib
 from pathlib import Path
 
-from hrcam.cli.common import positive_int
+from hrcam.cli.common import add_devices, add_num_workers, positive_int
 from hrcam.errors import UserError
 
 EVALUATE_MODULES: list[str] = ["hrcam.cli.evaluate_localization"]
@@ -27,6 +27,8 @@ def _add_classification_args(p: argparse.ArgumentParser, required: bool) -> None
     p.add_argument("--limit", type=positive_int, default=None, help="evaluate only the first N images")
     p.add_argument("--out", default=None, help="JSON output (default: <weights folder>/eval_<split>.json)")
     p.add_argument("--no_progress", action="store_true", help="hide progress bars")
+    add_num_workers(p)
+    add_devices(p)
 
 
 def register(subparsers) -> None:
@@ -62,7 +64,8 @@ def run_classification(args) -> int:
     check_writable_dir(out.parent, "--out")  # before the work, so that no result is lost
     model = load_model(args.weights, type=args.type)
     metrics = evaluate_classification(model, args.data_dir, args.split, args.batch_size, args.limit,
-                                      progress=not args.no_progress)
+                                      num_workers=args.num_workers, progress=not args.no_progress,
+                                      devices=args.devices)
     metrics["weights"] = str(args.weights)
     metrics["type"] = model.kind
     print(format_classification_report(metrics))

@@ -36,7 +36,7 @@ def register(evaluate_subparsers) -> None:
     """Add ``localization`` to the ``hrcam evaluate`` group."""
     import argparse
 
-    from hrcam.cli.common import positive_int
+    from hrcam.cli.common import add_devices, add_num_workers, positive_int
 
     p = evaluate_subparsers.add_parser(
         "localization",
@@ -63,6 +63,8 @@ def register(evaluate_subparsers) -> None:
                    help="output folder for localization.json / .md (default: the weights' folder)")
     p.add_argument("--no_progress", "--no-progress", dest="no_progress", action="store_true",
                    help="hide progress bars")
+    add_num_workers(p)
+    add_devices(p)
     p.set_defaults(func=run_localization)
 
 
@@ -88,7 +90,8 @@ def run_localization(args) -> int:
         model = load_model(weights, type=args.type)
         res = evaluate_localization(model, data_dir, args.split, limit=args.limit,
                                     batch_size=args.batch_size, progress=not args.no_progress,
-                                    keep_examples=0, ground_truth=gt)
+                                    keep_examples=0, ground_truth=gt, num_workers=args.num_workers,
+                                    devices=args.devices)
     except UserError:
         raise
     except ValueError as err:
@@ -104,5 +107,7 @@ def run_localization(args) -> int:
     from hrcam.viz.report import markdown_table
 
     print(markdown_table(table))
+    if res.failed_files:
+        print(f"skipped {len(res.failed_files)} unreadable image(s), e.g. {res.failed_files[0]}")
     print(f"written: {out / 'localization.json'}, {out / 'localization.md'}")
     return 0

@@ -19,7 +19,7 @@ import csv
 import warnings
 from pathlib import Path
 
-from hrcam.cli.common import device_arg, positive_int, resolve_device
+from hrcam.cli.common import add_num_workers, device_arg, positive_int, resolve_device
 from hrcam.errors import UserError
 
 FORMATS = ("png", "npy", "mat")
@@ -71,6 +71,7 @@ def register(subparsers) -> None:
     p.add_argument("--device", default=None, type=device_arg,
                    help="torch device: cpu, cuda, cuda:1, mps or auto (default: cpu)")
     p.add_argument("--no_progress", action="store_true", help="hide the progress bar")
+    add_num_workers(p)
     g = p.add_argument_group("post-processing pipeline (with --refine / --figure; seed defaults)")
     g.add_argument("--roi_percentile", type=float, default=_DEFAULTS["roi_percentile"])
     g.add_argument("--focal_scope", choices=("global", "local"), default=_DEFAULTS["focal_scope"])
@@ -173,11 +174,10 @@ def _resolve_class(target, model) -> int | None:
 
 # ------------------------------------------------------------------------------------------ run
 def run(args) -> int:
-    import torch
     from tqdm.auto import tqdm
 
     from hrcam.api.seed import compute_cams, load_model
-    from hrcam.data.folders import load_image
+    from hrcam.data.loader import image_batches
     from hrcam.fileio import atomic_open, check_writable_dir
     from hrcam.postprocessing import refined_maps, validate_params
 
@@ -205,23 +205,21 @@ def run(args) -> int:
     stems = _unique_names([f for f, _ in files])
     rows, skipped = [], []
     bar = tqdm(total=len(files), unit="image", desc="explain", disable=args.no_progress)
-    for start in range(0, len(files), args.batch_size):
-        chunk = list(zip(files[start:start + args.batch_size], stems[start:start + args.batch_size]))
-        tensors, kept = [], []
-        for (path, named), stem in chunk:
-            try:
-                tensors.append(load_image(path, im_size, channels))
-                kept.append((path, stem))
-            except Exception as err:  # PIL raises many types for undecodable files
-                if named:
-                    raise UserError(f"cannot read image {_printable(str(path))}: {err}") from None
-                skipped.append(path)
-                warnings.warn(f"skipping unreadable image {_printable(str(path))}: {err}", stacklevel=1)
-        bar.update(len(chunk))
-        if not tensors:
+    loader = image_batches([f for f, _ in files], im_size, channels, args.batch_size, args.num_workers)
+    for batch in loader:  # in input order; a file that fails to decode comes back in batch.failed
+        for k, err in batch.failed:
+            path, named = files[k]
+            if named:
+                raise UserError(f"cannot read image {_printable(str(path))}: {err}")
+            skipped.append(path)
+            warnings.warn(f"skipping unreadable image {_printable(str(path))}: {err}",
+                          stacklevel=1)
+        bar.update(len(batch.indices) + len(batch.failed))
+        if batch.images is None:
             continue
-        x = torch.stack(tensors).to(model.device)
-        res = compute_cams(model.net, x, None if target is None else [target] * len(tensors), high=full)
+        kept = [(files[k][0], stems[k]) for k in batch.indices]
+        x = batch.images.to(model.device)
+        res = compute_cams(model.net, x, None if target is None else [target] * len(kept), high=full)
         probs = res.probs.cpu().numpy()
         lows = res.low.cpu().numpy()
         highs = res.high.cpu().numpy() if full else None

@@ -106,6 +106,7 @@ def compare_methods(
     threshold: float = 0.5,
     examples: dict | None = None,
     examples_count: int = 8,
+    devices: int = 1,
 ) -> list[dict]:
     """One row (dict) per method with counts, ``ms_per_image``, localization and faithfulness.
 
@@ -120,9 +121,16 @@ def compare_methods(
     columns left out). ``explainer_kwargs``: ``{method: {kwarg: value}}`` for the factories.
     ``examples``: a dict to fill with the maps of the first ``examples_count`` images, for a
     gallery: ``{"maps": {method: k×H×W array}, "pred": k predicted classes}``.
+
+    ``devices``: CPU processes the batches are sharded over (:mod:`hrcam.evaluation.sharding`;
+    method names only, built in every process). Every column but ``ms_per_image`` is the one of
+    one process; ``ms_per_image`` is then the explainer time summed over the processes, per image.
     """
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
+    from hrcam.evaluation.sharding import batch_ranges, check_devices, run_sharded, shard
+
+    devices = check_devices(devices)
     specs = _method_specs(methods)
     x, _ = as_batch(images)
     n = x.shape[0]
@@ -134,24 +142,72 @@ def compare_methods(
             raise ValueError(f"labels: {labels.numel()} labels for {n} images")
     _check_ground_truth(ground_truth, n)
     explainer_kwargs = explainer_kwargs or {}
+    num_batches = len(batch_ranges(n, batch_size))
+    world = min(devices, num_batches)
+    kept_count = examples_count if examples is not None else 0
+    settings = {"batch_size": batch_size, "steps": steps, "threshold": threshold, "kept_count": kept_count,
+                "progress": progress}
+    if world > 1:
+        given = [name for name, obj in specs if obj is not None]
+        if given:
+            raise ValueError(f"methods: ready-made explainer objects ({', '.join(given)}) run in this process "
+                             "only; give method names with devices > 1")
+        common = {"model": model, "methods": [name for name, _ in specs], "explainer_kwargs": explainer_kwargs,
+                  **settings}
+        parts = []
+        for r in range(world):
+            mine = shard(num_batches, r, world)
+            pos = [p for bt in mine for p in batch_ranges(n, batch_size)[bt]]
+            parts.append({"batches": mine, "x": x[pos], "labels": None if labels is None else labels[pos],
+                          "gt": _ground_truth_subset(ground_truth, pos)})
+        results = run_sharded(_compare_shard, common, parts)
     was_training = model.training
     model.eval()
     rows = []
     try:
         for name, given in specs:
-            if given is not None:
-                ctx = contextlib.nullcontext(given)
+            if world > 1:
+                records = sorted((rec for res in results for rec in res[name][0]), key=lambda rec: rec["batch"])
+                set_level = results[0][name][1]
+                for res in results[1:]:
+                    set_level.merge(res[name][1])
             else:
-                ctx = create(name, model, **explainer_kwargs.get(name, {}))
-            kept = None if examples is None else {"maps": [], "pred": []}
-            rows.append(_compare_one(model, name, ctx, x, labels, ground_truth, batch_size, progress, steps, threshold,
-                                     kept, examples_count))
-            if kept is not None and kept["maps"]:
-                examples.setdefault("maps", {})[name] = np.concatenate(kept["maps"])
-                examples.setdefault("pred", np.concatenate(kept["pred"]))
+                if given is not None:
+                    ctx = contextlib.nullcontext(given)
+                else:
+                    ctx = create(name, model, **explainer_kwargs.get(name, {}))
+                records, set_level = _method_batches(model, name, ctx, x, labels, ground_truth,
+                                                     list(range(num_batches)), **settings)
+            rows.append(_fold_row(name, n, records, set_level, labels is not None, ground_truth is not None))
+            if examples is not None:
+                kept = [rec["kept"] for rec in records if rec["kept"] is not None]
+                if kept:
+                    examples.setdefault("maps", {})[name] = np.concatenate([m for m, _ in kept])
+                    examples.setdefault("pred", np.concatenate([p for _, p in kept]))
     finally:
         model.train(was_training)
     return rows
+
+
+def _ground_truth_subset(gt, positions: list[int]):
+    """``gt`` restricted to ``positions`` (same form), or None."""
+    if gt is None:
+        return None
+    return {key: (None if gt.get(key) is None else [gt[key][p] for p in positions]) for key in ("masks", "boxes")
+            if key in gt}
+
+
+def _compare_shard(common: dict, part: dict, rank: int) -> dict:
+    """One rank of a sharded comparison: ``{method: (records, set-level accumulator)}`` for its batches."""
+    model = common["model"]
+    model.eval()
+    settings = {k: common[k] for k in ("batch_size", "steps", "threshold", "kept_count")}
+    out = {}
+    for name in common["methods"]:
+        ctx = create(name, model, **common["explainer_kwargs"].get(name, {}))
+        out[name] = _method_batches(model, name, ctx, part["x"], part["labels"], part["gt"], part["batches"],
+                                    progress=common["progress"] and rank == 0, **settings)
+    return out
 
 
 def _method_specs(methods) -> list[tuple[str, Explainer | None]]:
@@ -171,63 +227,84 @@ def _method_specs(methods) -> list[tuple[str, Explainer | None]]:
     return specs
 
 
-def _compare_one(model, name, ctx, x, labels, gt, batch_size, progress, steps, threshold, kept=None,
-                 kept_count: int = 0) -> dict:
+def _method_batches(model, name, ctx, x, labels, gt, batches, *, batch_size, progress, steps, threshold,
+                    kept_count: int = 0):
+    """Run one method on ``batches`` (global batch numbers) whose images are ``x``, in order.
+
+    ``x`` (and ``labels``, ``gt``) hold exactly those batches' images, one after the other (all
+    images when ``batches`` is every batch). Returns one record per batch and the set-level
+    accumulator of the scored maps.
+    """
+    from hrcam.evaluation.sharding import MergeableSetAccumulator
     from hrcam.metrics import localization as loc
 
-    n = x.shape[0]
-    seconds = 0.0
-    reasons_all: list = []
-    faith_mean = _Mean()
-    loc_parts: dict[str, list] = {}
-    set_level = loc.SetLocalizationAccumulator()  # PxAP, best-threshold IoU, MaxBoxAccV2 pool the set
-    batches = range(0, n, batch_size)
+    records = []
+    set_level = MergeableSetAccumulator()  # PxAP, best-threshold IoU, MaxBoxAccV2 pool the set
+    steps_iter = list(enumerate(batches))
     if progress:
         from tqdm.auto import tqdm
 
-        batches = tqdm(batches, desc=f"compare {name}", unit="batch")
+        steps_iter = tqdm(steps_iter, desc=f"compare {name}", unit="batch")
     with ctx as explainer:
         device = explainer.device
         # one untimed warm-up call so lazy imports and allocator start-up are not billed to a method
-        explainer.explain(x[: min(2, n)])
-        for start in batches:
-            xb = x[start : start + batch_size].to(device)
+        explainer.explain(x[: min(2, x.shape[0])])
+        for j, b in steps_iter:
+            lo, start = j * batch_size, b * batch_size  # position here, and in the whole set
+            xb = x[lo : lo + batch_size].to(device)
             _sync(device)
             t0 = time.perf_counter()
             exp = explainer.explain(xb)
             _sync(device)
-            seconds += time.perf_counter() - t0
-            if kept is not None and start < kept_count:  # gallery maps: the first images, untimed
-                kept["maps"].append(exp.maps[: kept_count - start].detach().cpu().numpy())
-                kept["pred"].append(exp.logits[: kept_count - start].argmax(1).cpu().numpy())
+            rec = {"batch": b, "seconds": time.perf_counter() - t0, "kept": None, "loc": None}
+            if start < kept_count:  # gallery maps: the first images, untimed
+                rec["kept"] = (exp.maps[: kept_count - start].detach().cpu().numpy(),
+                               exp.logits[: kept_count - start].argmax(1).cpu().numpy())
             reasons = faith.exclusion_reasons(exp.raw)
-            reasons_all += reasons
-            yb = labels[start : start + batch_size] if labels is not None else None
-            res = faith.faithfulness(model, xb, exp.raw, labels=yb, classes=exp.targets.cpu(),
-                                     batch_size=batch_size, steps=steps, threshold=threshold)
-            faith_mean.add(res, res["n"])
+            rec["reasons"] = reasons
+            yb = labels[lo : lo + batch_size] if labels is not None else None
+            rec["faith"] = faith.faithfulness(model, xb, exp.raw, labels=yb, classes=exp.targets.cpu(),
+                                              batch_size=batch_size, steps=steps, threshold=threshold)
             if gt is not None:
                 valid = [i for i, r in enumerate(reasons) if r is None]
                 if valid:
-                    masks, boxes = _ground_truth_slice(gt, [start + i for i in valid])
+                    masks, boxes = _ground_truth_slice(gt, [lo + i for i in valid])
                     correct = None
                     if yb is not None:
                         correct = (exp.logits.argmax(1).cpu() == yb).numpy()[valid]
                     per = loc.localization_metrics(exp.maps[valid].cpu().numpy(), gt_masks=masks, gt_boxes=boxes,
                                                    correct=correct, image_size=int(max(x.shape[-2:])))
-                    for key, values in per.items():
-                        loc_parts.setdefault(key, []).append(np.asarray(values, dtype=np.float64))
+                    rec["loc"] = {key: np.asarray(values, dtype=np.float64) for key, values in per.items()}
                     if masks is not None or boxes is not None:
                         set_level.update(exp.maps[valid].cpu().numpy(), masks, boxes, size=tuple(x.shape[-2:]))
+            records.append(rec)
+    return records, set_level
+
+
+def _fold_row(name: str, n: int, records: list[dict], set_level, has_labels: bool, has_gt: bool) -> dict:
+    """The table row of one method from its batch records, folded in batch order."""
+    from hrcam.metrics import localization as loc
+
+    seconds = 0.0
+    reasons_all: list = []
+    faith_mean = _Mean()
+    loc_parts: dict[str, list] = {}
+    for rec in records:
+        seconds += rec["seconds"]
+        reasons_all += rec["reasons"]
+        faith_mean.add(rec["faith"], rec["faith"]["n"])
+        if rec["loc"] is not None:
+            for key, values in rec["loc"].items():
+                loc_parts.setdefault(key, []).append(values)
     counts = faith.count_excluded(reasons_all)
     row: dict = {"method": name, "images": n, "scored": n - sum(counts.values())}
     row.update({f"excluded_{r}": c for r, c in counts.items()})
     row["ms_per_image"] = 1000.0 * seconds / n
-    if gt is not None:
+    if has_gt:
         summary = loc.summarize({k: np.concatenate(v) for k, v in loc_parts.items()}) if loc_parts else {}
         summary.update(set_level.result())
         for key in LOCALIZATION_KEYS:
-            if not (key.startswith("om_") and labels is None):
+            if not (key.startswith("om_") and not has_labels):
                 row[key] = summary.get(key, float("nan"))
     means = faith_mean.result()
     for key in FAITHFULNESS_KEYS:
