@@ -1,7 +1,10 @@
 """CASM's masked-out image: a black fill (the paper's) against one random colour per image."""
+import argparse
+
 import pytest
 import torch
 
+from hrcam.cli.train_baselines import register_train
 from hrcam.models.baselines.casm import CASMNet, fill_colours, mask_out
 from hrcam.models.baselines.feature_backbones import build_feature_backbone
 from hrcam.train.baselines import CASMModule, casm_update
@@ -82,3 +85,31 @@ def test_module_checks_records_and_validates_with_its_fill():
         module.validation_step(batch, 0)
     assert logged[: len(logged) // 2] == logged[len(logged) // 2:]  # validation colours are seeded per batch
 
+
+def test_cli_fill_flag():
+    p = argparse.ArgumentParser()
+    register_train(p.add_subparsers(dest="cmd"))
+    base = ["casm", "--data_dir", "d", "--results_name", "r"]
+    assert p.parse_args(base).fill == "zero"
+    assert p.parse_args([*base, "--casm_fill", "random"]).fill == "random"
+    assert p.parse_args([*base, "--fill", "random"]).fill == "random"
+    with pytest.raises(SystemExit):
+        p.parse_args([*base, "--fill", "grey"])
+
+
+def test_train_casm_records_its_fill_and_repeats_with_the_seed(tmp_path):
+    from tests.helpers import make_colour_dataset
+
+    from hrcam.models.registry import load_network
+    from hrcam.train.recipes import FolderData, RunSettings, train_casm
+    from hrcam.weights import load_weights
+
+    data = FolderData(make_colour_dataset(tmp_path / "d", per_class=(4, 2)), im_size=32, batch_size=6, augment=False)
+    states = []
+    for i in range(2):
+        run = RunSettings(f"r{i}", epochs=1, results_root=tmp_path / "res", logs_root=tmp_path / "logs",
+                          progress=False, num_maps=0, seed=5)
+        report = train_casm(data, run, backbone="resnet18", thinning="L", fill="random")
+        states.append(load_weights(report["last"])[0])
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+    assert load_network(report["last"])[1]["arch"]["fill"] == "random"

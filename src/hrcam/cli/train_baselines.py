@@ -37,7 +37,7 @@ Defaults are the seeds' recipes. 'hrcam demo run --extras baselines' uses shorte
 converge on the demo digits (README, "Baselines"): CAM on efficientnet_lite0 --pretrained at 96 px,
 --extra_channels 64, 3 epochs; L-CAM --optimizer adam --lr 1e-3, 1 epoch (the seed's SGD 1e-4 barely
 moves in so few steps); CASM --classifier <that CAM run> (a trained classifier first: from an
-ImageNet backbone its masks collapse or its classifier stays weak), 30 steps.
+ImageNet backbone its masks collapse or its classifier stays weak), 30 steps, --fill random.
 """
 
 
@@ -138,6 +138,10 @@ def register_train(sub) -> None:
     casm.add_argument("--lambda_ramp_steps", type=nonneg_int, default=0,
                       help="masker steps over which the area weight grows linearly to --lambda_r (default: 0 = "
                            "full weight from the start, the seed's recipe)")
+    casm.add_argument("--fill", "--casm_fill", dest="fill", choices=("zero", "random"), default="zero",
+                      help="what replaces the masked-out pixels: 'zero' (black, the seed's x*(1-mask)) or 'random' "
+                           "(one uniform random colour per image, drawn anew each step; a black fill cannot hide "
+                           "a dark object, the demo uses random) (default: zero)")
     casm.set_defaults(func=run_casm)
 
 
@@ -190,4 +194,5 @@ def run_casm(args) -> int:
     return _report(train_casm(*_settings(args), **_backbone(args), thinning=args.thinning, lr=args.lr,
                               lr_masker=args.lr_masker, lambda_r=args.lambda_r, pool_size=args.pool_size,
                               smf=args.smf, pool_prob=args.pool_prob, warmup_epochs=args.warmup_epochs,
-                              lambda_ramp_steps=args.lambda_ramp_steps, classifier=args.classifier))
+                              lambda_ramp_steps=args.lambda_ramp_steps, classifier=args.classifier,
+                              fill=args.fill))

@@ -382,15 +382,19 @@ def train_casm(data: FolderData, run: RunSettings, *, backbone: str = "resnet50"
                pretrained: bool = False, thinning: str = "L1000", lr: float = 1e-3, lr_masker: float = 1e-3,
                lambda_r: float | None = None, pool_size: int = 30, smf: int | None = None,
                pool_prob: float | None = None, warmup_epochs: int = 0, lambda_ramp_steps: int = 0,
-               classifier=None) -> dict | None:
+               classifier=None, fill: str = "zero") -> dict | None:
     """CASM: a classifier and a masker trained together against a pool of classifier snapshots;
     best by ``val_loss`` after ``warmup_epochs`` of classifier-only training (λ ramped over
     ``lambda_ramp_steps`` masker steps). ``classifier``: weights from ``hrcam train cam`` to start
-    from (thinning F: to keep frozen) instead of the torchvision ``backbone``."""
-    from hrcam.models.baselines.casm import CASMNet
+    from (thinning F: to keep frozen) instead of the torchvision ``backbone``. ``fill``: what
+    replaces the masked-out pixels, ``'zero'`` (black, the seed's) or ``'random'`` (one colour per
+    image per step)."""
+    from hrcam.models.baselines.casm import FILLS, CASMNet
     from hrcam.models.baselines.feature_backbones import build_feature_backbone
     from hrcam.train.baselines import CASMModule
 
+    if fill not in FILLS:
+        raise UserError(f"--fill must be one of {', '.join(FILLS)}, got {fill!r}")
     dm = _datamodule(data, run, lr, backbone_weights)
     if lr_masker <= 0:
         raise UserError(f"--lr_masker must be > 0, got {lr_masker}")
@@ -407,5 +411,5 @@ def train_casm(data: FolderData, run: RunSettings, *, backbone: str = "resnet50"
     module = _user_errors(CASMModule, CASMNet(clf), thinning_name=thinning, lambda_r=lambda_r, pool_size=pool_size,
                           pool_prob=pool_prob, smf=smf, lr_classifier=lr, lr_masker=lr_masker, seed=run.seed,
                           im_size=data.im_size, class_names=dm.classes, warmup_epochs=warmup_epochs,
-                          lambda_ramp_steps=lambda_ramp_steps)
+                          lambda_ramp_steps=lambda_ramp_steps, fill=fill)
     return _fit(module, dm, run, "val_loss", "min", "casm")

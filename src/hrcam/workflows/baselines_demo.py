@@ -81,12 +81,10 @@ def train_neighbours(data_dir, out_dir, *, backbone: str = DEMO_SETTINGS["backbo
     for variant in ("fm", "img"):  # the frozen classifier is the CAM network just trained
         recipes[f"lcam_{variant}"] = (lcam_epochs, None, lambda run, v=variant: train_lcam(
             data, run, classifier=out / "cam", backbone=backbone, variant=v, lr=lcam_lr, optimizer=lcam_optimizer))
-    # train_casm's own fill is the paper's black; another one is passed on (train_casm(fill=...))
-    fill_kw = {} if casm_fill == "zero" else {"fill": casm_fill}
     for t in thinnings:  # CASM's classifier starts as the CAM network (F: stays it, frozen)
         recipes[f"casm_{t}"] = (casm_epochs, casm_batches, lambda run, t=t: train_casm(
             data, run, classifier=out / "cam", backbone=backbone, thinning=t, lr=casm_lr,
-            warmup_epochs=casm_warmup_epochs, lambda_ramp_steps=lambda_ramp_steps, **fill_kw))
+            warmup_epochs=casm_warmup_epochs, lambda_ramp_steps=lambda_ramp_steps, fill=casm_fill))
     results = {}
     for name, (n_epochs, batches, recipe) in recipes.items():
         run = RunSettings(name, epochs=n_epochs, results_root=out, logs_root=out / "logs", progress=progress,

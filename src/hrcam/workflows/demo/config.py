@@ -16,7 +16,9 @@ BASELINE_SETTINGS = {
     "epochs": 3, "cam_lr": 1e-3, "extra_channels": 64,
     "lcam_epochs": 1, "lcam_lr": 1e-3, "lcam_optimizer": "adam",
     "thinnings": ("F", "L"), "casm_epochs": 1, "casm_batches": 30, "casm_warmup_epochs": 0, "casm_lr": 1e-3,
-    "lambda_ramp_steps": 0, "casm_fill": "zero",
+    # CASM's masked-out pixels: one random colour per image, not the paper's black (a black fill cannot
+    # hide a dark digit); measured over 4 seeds, mean CASM PxAP F 0.194 -> 0.233, L 0.248 -> 0.285
+    "lambda_ramp_steps": 0, "casm_fill": "random",
 }
 
 #: opt-in extra stages of the demo
