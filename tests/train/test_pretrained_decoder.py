@@ -11,6 +11,7 @@ from hrcam.models.pretrained.backbones import build_backbone
 from hrcam.models.pretrained.decoder import DecoderNet, peak_activation_mb, rank_energy, rank_factorization
 from hrcam.models.registry import load_network
 from hrcam.train.decoder import DecoderModule, ImagesDataModule, decoder_consistency_loss
+from hrcam.train.objectives import mask_fill
 
 
 @pytest.fixture(scope="module")
@@ -209,15 +210,20 @@ def test_faithfulness_steps_lower_the_loss_and_move_the_predicted_class_map():
     with torch.no_grad():
         logits = net.backbone(x)
         pred = logits.argmax(dim=1)
+        torch.manual_seed(1)  # the random fill of the hidden pixels (the same one for first and last)
         first = module.losses(x)
         maps0 = class_maps(net.high_weight, net.forward_maps(x, high=True).high_features, pred)
     assert set(first) == {"consistency", "keep", "delete", "area", "tv", "loss"}  # no reconstruction term
     # the keep term is the cross-entropy of the *predicted* class on the [0, 1] image masked by the
-    # min-max normalized high-res map of that class (the backbone normalizes after the masking)
+    # min-max normalized high-res map of that class, hidden pixels filled with one random colour
+    # per image (the backbone normalizes after the masking)
     m = (maps0 - maps0.amin(dim=(1, 2), keepdim=True)) / (maps0.amax(dim=(1, 2), keepdim=True)
                                                            - maps0.amin(dim=(1, 2), keepdim=True) + 1e-6)
+    m = m[:, None]
+    torch.manual_seed(1)
+    u = mask_fill(x, "random")
     with torch.no_grad():
-        keep = F.cross_entropy(net.backbone(x * m[:, None]), pred)
+        keep = F.cross_entropy(net.backbone(x * m + u * (1 - m)), pred)
     assert float(first["keep"]) == pytest.approx(float(keep), rel=1e-4)
     opt = module.configure_optimizers()
     recon_before = net.reconstruction.weight.detach().clone()
@@ -227,6 +233,7 @@ def test_faithfulness_steps_lower_the_loss_and_move_the_predicted_class_map():
         terms["loss"].backward()
         opt.step()
     with torch.no_grad():
+        torch.manual_seed(1)
         last = module.losses(x)
         maps1 = class_maps(net.high_weight, net.forward_maps(x, high=True).high_features, pred)
         assert torch.equal(net.backbone(x), logits)  # the classifier is untouched
