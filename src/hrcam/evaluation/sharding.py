@@ -38,7 +38,7 @@ from typing import Callable
 import numpy as np
 
 from hrcam.errors import UserError
-from hrcam.metrics.localization import SET_THRESHOLDS, BestIoUAccumulator, BestThreshold, SetLocalizationAccumulator
+from hrcam.metrics.localization import SET_THRESHOLDS, BestIoUAccumulator, SetLocalizationAccumulator
 from hrcam.metrics.localization import as_maps as _as_maps
 
 __all__ = ["ExactIoUAccumulator", "MergeableSetAccumulator", "batch_ranges", "shard", "rank_positions",
@@ -69,7 +69,7 @@ def rank_positions(n: int, batch_size: int, batches: list[int]) -> list[int]:
 
 
 # -- exact, mergeable set-level accumulators ------------------------------------------------------
-class ExactIoUAccumulator:
+class ExactIoUAccumulator(BestIoUAccumulator):
     """:class:`~hrcam.metrics.localization.BestIoUAccumulator` with its per-threshold sums of IoU
     kept as exact integers, so that adding images in any order or in any split gives the same sums.
 
@@ -133,14 +133,6 @@ class ExactIoUAccumulator:
         if not self.count:
             return np.full(len(self.thresholds), np.nan)
         return np.array([t / (self.count << (2 * _BITS)) for t in self.total], dtype=np.float64)
-
-    def result(self) -> BestThreshold:
-        """The best mean IoU and its threshold (the lowest one on ties)."""
-        if not self.count:
-            return BestThreshold(float("nan"), float("nan"))
-        curve = self.curve()
-        k = int(np.argmax(curve))
-        return BestThreshold(float(curve[k]), float(self.thresholds[k]))
 
 
 class MergeableSetAccumulator(SetLocalizationAccumulator):
