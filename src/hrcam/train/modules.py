@@ -44,7 +44,7 @@ PRESETS = {
     "seed": {"objective": "reconstruction", "upsampling": "transposed", "anchor": "none", "optimizer": "adadelta",
              "weight_decay": 1e-4},
     # the seed's L2 stays: without it the demo measured high-res PxAP 0.372 (vs 0.374), guided-filtered
-    # 0.484 (vs 0.501), and on the distractor variant 0.187 (vs 0.229)
+    # 0.484 (vs 0.501), and on the distractor variant 0.187 (vs 0.229), measured with the earlier black fill
     "localize": {"objective": "faithfulness", "upsampling": "resize", "anchor": "bilinear", "optimizer": "adam",
                  "weight_decay": 1e-4},
 }
