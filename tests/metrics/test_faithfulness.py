@@ -110,6 +110,25 @@ def test_deletion_curve_endpoints():
     assert ins[:, 0] == pytest.approx(dele[:, -1]) and ins[:, -1] == pytest.approx(dele[:, 0])
 
 
+def test_deletion_of_a_black_object_needs_a_non_zero_baseline():
+    model = RegionModel(q_region=False)
+    x = torch.ones(1, 3, 8, 8)
+    x[:, :, :4, :4] = 0.0  # R, the evidence of class 0, is black
+    m = torch.zeros(8, 8)
+    m[:4, :4] = 1.0  # the map marks exactly R, whose 16 pixels go first (steps=4: 16 per step)
+    zero, _, _, _ = F.deletion_insertion_curves(model, x, m[None], classes=torch.tensor([0]), steps=4)
+    # black over black: deleting R changes nothing
+    assert zero[0, 1] == pytest.approx(zero[0, 0]) == pytest.approx(sig(-A * 0.5))
+    mean, ins, _, _ = F.deletion_insertion_curves(model, x, m[None], classes=torch.tensor([0]), steps=4,
+                                                  baseline="mean")
+    # R filled with the image's mean colour (48/64 = 0.75)
+    assert mean[0, 1] == pytest.approx(sig(A * 0.75 - A * 0.5))
+    # insertion from the mean-colour image: everything but R is 0.75 at step 1
+    assert ins[0, 0] == pytest.approx(sig(A * 0.75 - A * 0.5)) and ins[0, 1] == pytest.approx(sig(-A * 0.5))
+    with pytest.raises(ValueError, match="baseline"):
+        F.deletion_insertion(model, x, m[None], baseline="blur")
+
+
 def test_trapezoid():
     assert float(F.trapezoid_auc(torch.tensor([0.0, 1.0, 1.0]))) == pytest.approx(0.75)
 

@@ -309,12 +309,19 @@ def trapezoid_auc(values: torch.Tensor) -> torch.Tensor:
     return ((values[..., 1:] + values[..., :-1]) / 2).sum(dim=-1) / s
 
 
+#: what removed pixels become in deletion / insertion: black (RISE's deletion), or each image's mean colour
+REMOVAL_BASELINES = ("zero", "mean")
+
+
 @torch.no_grad()
-def deletion_insertion_curves(model, images, maps, classes=None, steps: int = 20, batch_size: int = 32):
+def deletion_insertion_curves(model, images, maps, classes=None, steps: int = 20, batch_size: int = 32,
+                              baseline: str = "zero"):
     """``(deletion N×(S+1), insertion N×(S+1), classes, reasons)`` of p_c for the valid maps."""
     _check_batch_size(batch_size)
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps: expected a positive integer, got {steps!r}")
+    if baseline not in REMOVAL_BASELINES:
+        raise ValueError(f"baseline: expected one of {', '.join(REMOVAL_BASELINES)}, got {baseline!r}")
     x, m, classes, reasons = _select(images, maps, classes)
     n = x.shape[0]
     if n == 0:
@@ -325,19 +332,24 @@ def deletion_insertion_curves(model, images, maps, classes=None, steps: int = 20
     ranks = _pixel_ranks(m)
     dele = torch.empty(n, steps + 1)
     ins = torch.empty(n, steps + 1)
+    fill = x.mean(dim=(2, 3), keepdim=True).expand_as(x) if baseline == "mean" else torch.zeros_like(x)
     for i in range(steps + 1):
         k = (i * hw) // steps
         top = (ranks < k)[:, None]
-        dele[:, i] = _prob_of(_logits(model, x * (~top), batch_size), classes)
-        ins[:, i] = _prob_of(_logits(model, x * top, batch_size), classes)
+        dele[:, i] = _prob_of(_logits(model, torch.where(top, fill, x), batch_size), classes)
+        ins[:, i] = _prob_of(_logits(model, torch.where(top, x, fill), batch_size), classes)
     return dele, ins, classes, reasons
 
 
-def deletion_insertion(model, images, maps, classes=None, steps: int = 20, batch_size: int = 32) -> dict:
+def deletion_insertion(model, images, maps, classes=None, steps: int = 20, batch_size: int = 32,
+                       baseline: str = "zero") -> dict:
     """Deletion and insertion AUC (Petsiuk et al., "RISE", BMVC 2018).
 
     Pixels ranked by the map; at step ``i`` of ``S`` the top ``i/S`` fraction is removed (set to
-    zero: deletion) or is all that is kept (insertion), and ``p_c`` of the result is recorded.
+    zero, or with ``baseline='mean'`` to the image's mean colour: deletion) or is all that is kept
+    (insertion, the rest removed the same way), and ``p_c`` of the result is recorded. A zero
+    baseline cannot remove a black object (its pixels already are zero), which favours maps of
+    its outline; the mean colour is a check against that.
     ``AUC = Σ_i (p_i + p_{i+1}) / 2S`` (trapezoid over the fraction in [0, 1]); a faithful map
     has a low deletion and a high insertion AUC.
 
@@ -351,6 +363,7 @@ def deletion_insertion(model, images, maps, classes=None, steps: int = 20, batch
         classes: the explained class per image (default: the model's prediction).
         steps: ``S``, the number of steps.
         batch_size: images per forward pass.
+        baseline: what removed pixels become, one of :data:`REMOVAL_BASELINES` (default ``zero``).
 
     Returns:
         ``{"deletion_auc", "insertion_auc", "n", "excluded"}``.
@@ -358,7 +371,7 @@ def deletion_insertion(model, images, maps, classes=None, steps: int = 20, batch
     Raises:
         ValueError: a bad ``steps`` or ``batch_size``, or inputs of different sizes.
     """
-    dele, ins, _, reasons = deletion_insertion_curves(model, images, maps, classes, steps, batch_size)
+    dele, ins, _, reasons = deletion_insertion_curves(model, images, maps, classes, steps, batch_size, baseline)
     return _result(
         dele.shape[0],
         reasons,
