@@ -86,20 +86,14 @@ def save_model(path: Path, size: int, arch: str) -> Path:
 
 
 def load_image_before(path, im_size=None, channels: int = 3, decoder: str = "pil"):
-    """``load_image`` as it was before this change, line for line: PIL, then a torch permuted copy
-    (which costs 1-15 ms per 224 px image with several torch threads on a busy machine)."""
+    """``load_image`` as it was before this change: PIL (the same decoding as today's
+    ``decode_array``), then the old torch permuted copy (which costs 1-15 ms per 224 px image
+    with several torch threads on a busy machine)."""
     import torch
-    from PIL import Image
 
-    from hrcam.data.folders import _LUMA, _to_float_array
+    from hrcam.data.folders import decode_array
 
-    with Image.open(path) as im:
-        im.load()
-        arr = _to_float_array(im)
-    if channels == 1 and arr.shape[-1] == 3:
-        arr = (arr @ _LUMA)[..., None]
-    elif channels == 3 and arr.shape[-1] == 1:
-        arr = np.repeat(arr, 3, axis=-1)
+    arr = decode_array(path, channels, "pil")
     t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).contiguous()
     if im_size is not None and tuple(t.shape[1:]) != (im_size, im_size):
         t = torch.nn.functional.interpolate(

@@ -22,3 +22,22 @@ def make_colour_dataset(root: Path, classes: int = 3, per_class: tuple[int, int]
                 a[..., c % 3] += 150
                 Image.fromarray(a).save(d / f"{i}.png")
     return root
+
+
+def train_casm_twice(tmp_path: Path, **casm_kwargs):
+    """Two seeded one-process CASM runs on the same tiny colour set: ``(state dicts, last report)``.
+
+    ``casm_kwargs`` go to :func:`hrcam.train.recipes.train_casm` (``epochs`` to the run settings).
+    """
+    from hrcam.train.recipes import FolderData, RunSettings, train_casm
+    from hrcam.weights import load_weights
+
+    epochs = casm_kwargs.pop("epochs", 1)
+    data = FolderData(make_colour_dataset(tmp_path / "d", per_class=(4, 2)), im_size=32, batch_size=6, augment=False)
+    states, report = [], None
+    for i in range(2):
+        run = RunSettings(f"r{i}", epochs=epochs, results_root=tmp_path / "res", logs_root=tmp_path / "logs",
+                          progress=False, num_maps=0, seed=5)
+        report = train_casm(data, run, backbone="resnet18", **casm_kwargs)
+        states.append(load_weights(report["last"])[0])
+    return states, report

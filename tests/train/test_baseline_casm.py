@@ -231,18 +231,9 @@ def test_lambda_ramp_and_warmup_optimizers():
 
 
 def test_warmed_up_training_repeats_bit_identically(tmp_path):
-    from tests.helpers import make_colour_dataset
+    from tests.helpers import train_casm_twice
 
-    from hrcam.train.recipes import FolderData, RunSettings, train_casm
-    from hrcam.weights import load_weights
-
-    data = FolderData(make_colour_dataset(tmp_path / "d", per_class=(4, 2)), im_size=32, batch_size=6, augment=False)
-    states = []
-    for i in range(2):
-        run = RunSettings(f"r{i}", epochs=2, results_root=tmp_path / "res", logs_root=tmp_path / "logs",
-                          progress=False, num_maps=0, seed=5)
-        report = train_casm(data, run, backbone="resnet18", thinning="F", warmup_epochs=1)
-        states.append(load_weights(report["last"])[0])
+    states, _ = train_casm_twice(tmp_path, epochs=2, thinning="F", warmup_epochs=1)
     assert set(states[0]) == set(states[1])
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
 

@@ -98,18 +98,10 @@ def test_cli_fill_flag():
 
 
 def test_train_casm_records_its_fill_and_repeats_with_the_seed(tmp_path):
-    from tests.helpers import make_colour_dataset
+    from tests.helpers import train_casm_twice
 
     from hrcam.models.registry import load_network
-    from hrcam.train.recipes import FolderData, RunSettings, train_casm
-    from hrcam.weights import load_weights
 
-    data = FolderData(make_colour_dataset(tmp_path / "d", per_class=(4, 2)), im_size=32, batch_size=6, augment=False)
-    states = []
-    for i in range(2):
-        run = RunSettings(f"r{i}", epochs=1, results_root=tmp_path / "res", logs_root=tmp_path / "logs",
-                          progress=False, num_maps=0, seed=5)
-        report = train_casm(data, run, backbone="resnet18", thinning="L", fill="random")
-        states.append(load_weights(report["last"])[0])
+    states, report = train_casm_twice(tmp_path, thinning="L", fill="random")
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
     assert load_network(report["last"])[1]["arch"]["fill"] == "random"

@@ -171,15 +171,9 @@ def _decode_fast(path) -> np.ndarray | None:
     return arr
 
 
-def load_image(path: str | os.PathLike, im_size: int | None = None, channels: int = 3,
-               decoder: str = "pil") -> torch.Tensor:
-    """Decode one image file into float32 ``channels×H×W`` in [0, 1] (resized when ``im_size``).
-
-    ``decoder``: ``"pil"`` (default) or ``"auto"``: plain 8-bit JPEG/PNG through
-    ``torchvision.io.decode_image`` (faster, the same pixels; module docstring), the rest and any
-    file it rejects through PIL. Raises whatever PIL raises for a file it cannot decode
-    (``OSError``, ...).
-    """
+def decode_array(path: str | os.PathLike, channels: int = 3, decoder: str = "pil") -> np.ndarray:
+    """Decode one image file into a float32 ``H×W×channels`` array in [0, 1] (:func:`load_image`
+    without the layout change and the resize; same ``decoder`` choices and errors)."""
     from PIL import Image
 
     if channels not in (1, 3):
@@ -195,6 +189,19 @@ def load_image(path: str | os.PathLike, im_size: int | None = None, channels: in
         arr = (arr @ _LUMA)[..., None]
     elif channels == 3 and arr.shape[-1] == 1:
         arr = np.repeat(arr, 3, axis=-1)
+    return arr
+
+
+def load_image(path: str | os.PathLike, im_size: int | None = None, channels: int = 3,
+               decoder: str = "pil") -> torch.Tensor:
+    """Decode one image file into float32 ``channels×H×W`` in [0, 1] (resized when ``im_size``).
+
+    ``decoder``: ``"pil"`` (default) or ``"auto"``: plain 8-bit JPEG/PNG through
+    ``torchvision.io.decode_image`` (faster, the same pixels; module docstring), the rest and any
+    file it rejects through PIL. Raises whatever PIL raises for a file it cannot decode
+    (``OSError``, ...).
+    """
+    arr = decode_array(path, channels, decoder)
     # H×W×C → C×H×W in NumPy: one single-threaded copy (torch's permuted copy with several
     # threads costs 1-15 ms per 224 px image on a busy 2-core machine; NumPy's ~0.3 ms)
     t = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
