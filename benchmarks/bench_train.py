@@ -10,12 +10,18 @@ backward, Adadelta step; img/s = batch / median step time after one warm-up step
 
 Variants (each runs in a fresh subprocess, so peak memory is that variant's own):
 
-    eager          the code as it was: NCHW tensors, dense blocks that ``torch.cat`` their input
+    eager          the code as it was: NCHW tensors, dense blocks that ``torch.cat`` their input,
+                   transitions that keep their inner maps, 4 KiB pages
     channels-last  + model and batch in channels-last memory format
-    mem-efficient  + dense blocks writing into one shared feature buffer (NCHW)
-    default        channels-last + shared buffer: what ``hrcam train`` does now
+    mem-efficient  + dense blocks writing into one shared feature buffer and transitions that
+                   recompute their inner maps in the backward pass (NCHW)
+    huge-pages     eager, with PyTorch's large CPU tensors on transparent huge pages
+                   (``THP_MEM_ALLOC_ENABLE=1``, which the ``hrcam`` command sets): fewer page faults
+    default        channels-last + memory-efficient + huge pages: what ``hrcam train`` does now
     bf16-mixed     default, under ``torch.autocast`` bf16 (Lightning's ``--precision bf16-mixed``)
-    compile        default, through ``torch.compile`` (``--compile``); compile time not counted
+    compile        channels-last + huge pages through ``torch.compile`` (``--compile``), with the
+                   concatenating blocks (the compiler fuses and recomputes on its own; the
+                   hand-written recomputation would break its graph); compile time not counted
 
 Peak memory is the process's peak RSS on CPU (``ru_maxrss``; includes PyTorch itself, ~0.4 GB)
 and ``torch.cuda.max_memory_allocated`` on CUDA. Ratios are against ``eager`` of the same run.
@@ -32,7 +38,9 @@ import subprocess
 import sys
 import time
 
-VARIANTS = ("eager", "channels-last", "mem-efficient", "default", "bf16-mixed", "compile")
+VARIANTS = ("eager", "channels-last", "mem-efficient", "huge-pages", "default", "bf16-mixed", "compile")
+#: variants run with ``THP_MEM_ALLOC_ENABLE=1``, as the ``hrcam`` command runs
+HUGE_PAGES = ("huge-pages", "default", "bf16-mixed", "compile")
 
 
 def _worker(kind: str, size: int, variant: str, args) -> dict:
@@ -54,7 +62,7 @@ def _worker(kind: str, size: int, variant: str, args) -> dict:
     net = module.net.to(device).train()
     channels_last = variant in ("channels-last", "default", "bf16-mixed", "compile")
     if hasattr(fcdensenet, "set_memory_efficient"):  # absent before the shared-buffer blocks
-        fcdensenet.set_memory_efficient(net, variant not in ("eager", "channels-last"))
+        fcdensenet.set_memory_efficient(net, variant in ("mem-efficient", "default", "bf16-mixed"))
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     net = net.to(memory_format=fmt)
     opt = module.configure_optimizers()["optimizer"]
@@ -131,7 +139,10 @@ def main(argv=None) -> int:
                 cmd = [sys.executable, os.path.abspath(__file__), "--worker", kind, str(size), variant,
                        "--device", args.device, "--threads", str(args.threads), "--batch", str(args.batch),
                        "--steps", str(steps)]
-                res = subprocess.run(cmd, capture_output=True, text=True)
+                env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+                if variant in HUGE_PAGES:
+                    env["THP_MEM_ALLOC_ENABLE"] = "1"
+                res = subprocess.run(cmd, capture_output=True, text=True, env=env)
                 if res.returncode != 0:
                     tail = (res.stderr.strip().splitlines() or ["?"])[-1]
                     print(f"{kind:<6}{size:>5}  {variant:<14}  failed: {tail}")

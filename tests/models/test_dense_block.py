@@ -111,3 +111,37 @@ def test_hooks_on_inner_layers_still_fire():
     net.encoder.blocks[0].layers[1].register_forward_hook(lambda m, i, o: seen.append(tuple(o.shape)))
     net(torch.rand(2, 3, 32, 32, requires_grad=True)).sum().backward()
     assert seen == [(2, 4, 16, 16)]
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_recomputing_transition_down_matches_the_layers_run_one_by_one(train):
+    """The memory-efficient transition keeps only its input, yet gives the same output, input and
+    weight gradients, and moves the running statistics once."""
+    from hrcam.models.hrcam.fcdensenet import TransitionDown, _TransitionDownFn
+
+    torch.manual_seed(0)
+    eff = TransitionDown(6).train(train)
+    plain = set_memory_efficient(copy.deepcopy(eff), False)
+    x = torch.randn(3, 6, 10, 10)
+    outs = []
+    for m in (eff, plain):
+        xi = x.clone().requires_grad_()
+        y = m(xi)
+        (y * torch.arange(y.numel()).view_as(y).sin()).sum().backward()
+        outs.append((y.detach(), xi.grad, [p.grad for p in m.parameters()], m[0].running_mean.clone(),
+                     int(m[0].num_batches_tracked)))
+    assert eff.memory_efficient and not plain.memory_efficient
+    (ye, ge, pe, rme, ne), (yp, gp, pp, rmp, npl) = outs
+    assert torch.equal(ye, yp) and ne == npl == int(train)
+    torch.testing.assert_close(rme, rmp)
+    _close(ge, gp, "input")
+    for a, b in zip(pe, pp):
+        _close(a, b, "weight")
+    seen = []  # and the recomputing path is the one the block takes while training
+    orig = _TransitionDownFn.apply
+    try:
+        _TransitionDownFn.apply = lambda *a: seen.append(1) or orig(*a)
+        eff(x.clone().requires_grad_())
+    finally:
+        _TransitionDownFn.apply = orig
+    assert seen == [1]

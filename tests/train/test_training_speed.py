@@ -79,3 +79,19 @@ def test_cli_speed_flags_reach_the_run_settings():
     _, run = _settings(p.parse_args(["train", "full", "--data_dir", "d", "--results_name", "r",
                                      "--half_weight_dir", "h", "--no_channels_last"]))
     assert run.channels_last is False
+
+
+def test_compiled_fit_hands_the_compiler_the_concatenating_blocks():
+    """Under --compile the blocks concatenate (the compiler recomputes on its own); eager keeps the
+    memory-efficient ones. ``nn.Module.compile`` only marks the module, so nothing compiles here."""
+    from hrcam.models.hrcam.fcdensenet import DenseBlock, TransitionDown
+
+    def flags(module):
+        return {m.memory_efficient for m in module.net.modules() if isinstance(m, (DenseBlock, TransitionDown))}
+
+    eager, compiled = HalfModule(3, 3, 32, TINY_ARCH), HalfModule(3, 3, 32, TINY_ARCH)
+    compiled.compile_net = True
+    for m in (eager, compiled):
+        m.on_fit_start()
+    assert flags(eager) == {True} and flags(compiled) == {False}
+    assert compiled.net._compiled_call_impl is not None and eager.net._compiled_call_impl is None

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hrcam.models.hrcam.fcdensenet import set_memory_efficient
 from hrcam.models.hrcam.nets import FullNet, HalfNet
 from hrcam.models.registry import model_metadata
 from hrcam.train.objectives import FaithfulnessWeights, faithfulness_terms
@@ -101,6 +102,9 @@ class _Base(L.LightningModule):
         if self.channels_last:
             self.net.to(memory_format=torch.channels_last)
         if self.compile_net:
+            # the compiler fuses BN → ReLU and recomputes on its own; the blocks' hand-written
+            # recomputation (autograd Functions) would split its graph: measured slower
+            set_memory_efficient(self.net, False)
             self.net.compile()
             if hasattr(self.net, "forward_all"):  # FullModule calls it directly, not through __call__
                 self.net.forward_all = torch.compile(self.net.forward_all)

@@ -158,10 +158,11 @@ class DenseBlock(nn.Module):
 
 
 def set_memory_efficient(module: nn.Module, enabled: bool = True) -> nn.Module:
-    """Switch every :class:`DenseBlock` in ``module`` to the shared buffer (``True``) or to one
-    ``torch.cat`` per layer (``False``); same weights, same math. Returns ``module``."""
+    """Switch every :class:`DenseBlock` in ``module`` to the shared buffer and every
+    :class:`TransitionDown` to recomputing its inner maps (``True``), or to one ``torch.cat`` per
+    layer and autograd's own saved tensors (``False``); same weights, same math. Returns ``module``."""
     for m in module.modules():
-        if isinstance(m, DenseBlock):
+        if isinstance(m, (DenseBlock, TransitionDown)):
             m.memory_efficient = bool(enabled)
     return module
 
@@ -191,6 +192,13 @@ class _Shared:
                                "clone it first, or set_memory_efficient(net, False)")
         fmt = torch.channels_last if _is_channels_last(self.buf) else torch.contiguous_format
         return self.buf[:, :k].contiguous(memory_format=fmt)
+
+
+def _relu_backward_(grad: torch.Tensor, relu_out: torch.Tensor) -> torch.Tensor:
+    """The gradient through a ReLU, written over ``grad`` (a temporary of the backward pass): zero
+    where the ReLU's output is zero. ``threshold_backward`` itself, in its ``out=`` form: one map
+    less at the peak, and no fresh pages to fault in."""
+    return torch.ops.aten.threshold_backward.grad_input(grad, relu_out, 0.0, grad_input=grad)
 
 
 class _SharedLayer(torch.autograd.Function):
@@ -230,10 +238,14 @@ class _SharedLayer(torch.autograd.Function):
         shift = (bn_bias - m * s * bn_weight).to(prefix.dtype)
         r = torch.addcmul(shift.view(shape), prefix, scale.view(shape)).relu_()  # the forward's ReLU output
         conv = ctx.conv
+        # the last layer's gradient is a channel slice of the block output's: a strided view that
+        # sends the convolution's backward down a slow path (2.7× on the decoder's S/2 block)
+        fmt = torch.channels_last if _is_channels_last(prefix) else torch.contiguous_format
         grad_r, grad_w, _ = torch.ops.aten.convolution_backward(
-            grad_y, r.to(ctx.conv_dtype), conv_weight.to(ctx.conv_dtype), None, list(conv.stride),
+            grad_y.contiguous(memory_format=fmt), r.to(ctx.conv_dtype), conv_weight.to(ctx.conv_dtype), None, list(conv.stride),
             list(conv.padding), list(conv.dilation), False, [0, 0], conv.groups, [True, True, False])
-        grad_xn = torch.ops.aten.threshold_backward(grad_r.to(prefix.dtype), r, 0.0)  # through the ReLU
+        grad_xn = _relu_backward_(grad_r.to(prefix.dtype), r)
+        del grad_r, r
         grad_in, grad_bw, grad_bb = torch.ops.aten.native_batch_norm_backward(
             grad_xn, prefix, bn_weight, running_mean, running_var, mean, invstd, ctx.training, ctx.eps,
             [True, True, True])
@@ -262,7 +274,19 @@ class _Assemble(torch.autograd.Function):
 
 
 class TransitionDown(nn.Sequential):
-    """BN, ReLU, 1×1 conv (same channels), 2×2 max-pool."""
+    """BN, ReLU, 1×1 conv (same channels), 2×2 max-pool.
+
+    With :attr:`memory_efficient` (the default), training keeps only the transition's input for
+    the backward pass, which the block before it keeps anyway, and recomputes the BN → ReLU →
+    conv maps there. Otherwise autograd keeps three more tensors per transition: the ReLU output,
+    the conv output and the pooling indices. At 224 px the first two transitions run at S and S/2,
+    so that is ≈ 0.6 GB of a batch of 16. The cost is one more 1×1 conv and pool per transition in
+    the backward pass. Same math: outputs and gradients equal the layers run one by one, to float
+    rounding, and the running statistics are updated once.
+    """
+
+    #: recompute instead of keeping the inner maps (see :func:`set_memory_efficient`)
+    memory_efficient: bool = True
 
     def __init__(self, channels: int):
         super().__init__(
@@ -271,6 +295,13 @@ class TransitionDown(nn.Sequential):
             nn.Conv2d(channels, channels, 1, bias=False),
             nn.MaxPool2d(2),
         )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bn, conv, pool = self[0], self[2], self[3]
+        tracked = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters()))
+        if not (self.memory_efficient and tracked) or _has_hooks(self) or (pool.kernel_size, pool.stride) != (2, 2):
+            return super().forward(x)
+        return _TransitionDownFn.apply(x, bn, conv.weight, bn.weight, bn.bias)
 
 
 #: how the expansion network doubles the resolution: the seed's transposed convolution, or
@@ -335,6 +366,54 @@ class ResizeUp(nn.Sequential):
         conv = self[1]
         y = F.conv_transpose2d(x, resize_conv_as_transposed(conv.weight), conv.bias, stride=2, padding=1)
         return y.relu_()
+
+
+class _TransitionDownFn(torch.autograd.Function):
+    """BN → ReLU → 1×1 conv → 2×2 max-pool, keeping only the input (and BN's batch statistics)."""
+
+    @staticmethod
+    def forward(ctx, x, bn, conv_weight, bn_weight, bn_bias):
+        training = bn.training or bn.running_mean is None
+        momentum = 0.0 if bn.momentum is None else bn.momentum
+        if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None:
+            bn.num_batches_tracked.add_(1)
+            if bn.momentum is None:
+                momentum = 1.0 / float(bn.num_batches_tracked)
+        xn, mean, invstd = torch.native_batch_norm(x, bn_weight, bn_bias, bn.running_mean, bn.running_var,
+                                                   training, momentum, bn.eps)
+        z = F.conv2d(xn.relu_(), conv_weight)
+        del xn
+        out = F.max_pool2d(z, 2)
+        ctx.training, ctx.eps, ctx.conv_dtype = training, bn.eps, z.dtype
+        ctx.save_for_backward(x, conv_weight, bn_weight, bn_bias, mean, invstd, bn.running_mean, bn.running_var)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, conv_weight, bn_weight, bn_bias, mean, invstd, running_mean, running_var = ctx.saved_tensors
+        shape = (1, -1, 1, 1)
+        if ctx.training:
+            m, s = mean, invstd
+        else:
+            m, s = running_mean, torch.rsqrt(running_var + ctx.eps)
+        scale = (s * bn_weight).to(x.dtype)
+        shift = (bn_bias - m * s * bn_weight).to(x.dtype)
+        r = torch.addcmul(shift.view(shape), x, scale.view(shape)).relu_()  # the forward's ReLU output
+        w = conv_weight.to(ctx.conv_dtype)
+        z = F.conv2d(r.to(ctx.conv_dtype), w)
+        _, idx = torch.ops.aten.max_pool2d_with_indices(z, [2, 2], [2, 2])
+        grad_z = torch.ops.aten.max_pool2d_with_indices_backward(grad_out.to(z.dtype), z, [2, 2], [2, 2], [0, 0],
+                                                                 [1, 1], False, idx)
+        del z, idx
+        grad_r, grad_w, _ = torch.ops.aten.convolution_backward(
+            grad_z, r.to(ctx.conv_dtype), w, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [True, True, False])
+        del grad_z
+        grad_xn = _relu_backward_(grad_r.to(x.dtype), r)
+        del grad_r, r
+        grad_x, grad_bw, grad_bb = torch.ops.aten.native_batch_norm_backward(
+            grad_xn, x, bn_weight, running_mean, running_var, mean, invstd, ctx.training, ctx.eps,
+            [True, True, True])
+        return grad_x, None, grad_w.to(conv_weight.dtype), grad_bw, grad_bb
 
 
 def transition_up(in_channels: int, out_channels: int, upsampling: str = "transposed") -> nn.Sequential:
