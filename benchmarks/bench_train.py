@@ -2,11 +2,12 @@
 
     python benchmarks/bench_train.py [--device cpu|cuda] [--threads 2] [--batch 16] [--sizes 64,224]
                                      [--kinds half,full] [--variants eager,channels-last,...] [--steps N]
-                                     [--quick]
+                                     [--quick] [--repeat R]
 
 One training step is what ``hrcam train half|full`` runs: the seed's architecture, 398 classes,
 forward, loss (cross-entropy, or the reconstruction MSE on the frozen classifier) + L2 1e-4,
-backward, Adadelta step; img/s = batch / median step time after one warm-up step.
+backward, Adadelta step; img/s = batch / median step time after one warm-up step. With ``--repeat R`` every variant runs R
+times, the rounds interleaved, and the table gives the medians (and the img/s range).
 
 Variants (each runs in a fresh subprocess, so peak memory is that variant's own):
 
@@ -14,10 +15,11 @@ Variants (each runs in a fresh subprocess, so peak memory is that variant's own)
                    transitions that keep their inner maps, 4 KiB pages
     channels-last  + model and batch in channels-last memory format
     mem-efficient  + dense blocks writing into one shared feature buffer and transitions that
-                   recompute their inner maps in the backward pass (NCHW)
+                   recompute their inner maps in the backward pass, at every size (NCHW)
     huge-pages     eager, with PyTorch's large CPU tensors on transparent huge pages
                    (``THP_MEM_ALLOC_ENABLE=1``, which the ``hrcam`` command sets): fewer page faults
-    default        channels-last + memory-efficient + huge pages: what ``hrcam train`` does now
+    default        channels-last + huge pages + memory-efficient where the maps are large
+                   (``"auto"``: outputs of 32 MiB or more): what ``hrcam train`` does now
     bf16-mixed     default, under ``torch.autocast`` bf16 (Lightning's ``--precision bf16-mixed``)
     compile        channels-last + huge pages through ``torch.compile`` (``--compile``), with the
                    concatenating blocks (the compiler fuses and recomputes on its own; the
@@ -62,7 +64,8 @@ def _worker(kind: str, size: int, variant: str, args) -> dict:
     net = module.net.to(device).train()
     channels_last = variant in ("channels-last", "default", "bf16-mixed", "compile")
     if hasattr(fcdensenet, "set_memory_efficient"):  # absent before the shared-buffer blocks
-        fcdensenet.set_memory_efficient(net, variant in ("mem-efficient", "default", "bf16-mixed"))
+        fcdensenet.set_memory_efficient(net, {"mem-efficient": True, "default": "auto", "bf16-mixed": "auto"}
+                                        .get(variant, False))
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     net = net.to(memory_format=fmt)
     opt = module.configure_optimizers()["optimizer"]
@@ -115,6 +118,8 @@ def main(argv=None) -> int:
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--steps", type=int, default=None, help="timed steps (default: 5 at 64 px, 3 at 224)")
     p.add_argument("--quick", action="store_true", help="64 px only, 2 timed steps, no compile")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="rounds of all variants, interleaved; the table gives medians (default: 1)")
     p.add_argument("--worker", nargs=3, metavar=("KIND", "SIZE", "VARIANT"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
@@ -134,25 +139,43 @@ def main(argv=None) -> int:
     for size in sizes:
         steps = args.steps or (2 if args.quick else (5 if size < 128 else 3))
         for kind in [k.strip() for k in args.kinds.split(",") if k.strip()]:
-            base = None
+            runs = {v: [] for v in variants}
+            for _ in range(args.repeat):  # rounds of every variant, interleaved: load drifts hit all alike
+                for variant in variants:
+                    r = _run_worker(kind, size, variant, steps, args)
+                    if isinstance(r, str):
+                        print(f"{kind:<6}{size:>5}  {variant:<14}  failed: {r}", flush=True)
+                    else:
+                        runs[variant].append(r)
+            base = next((runs[v] for v in variants if runs[v]), None)
             for variant in variants:
-                cmd = [sys.executable, os.path.abspath(__file__), "--worker", kind, str(size), variant,
-                       "--device", args.device, "--threads", str(args.threads), "--batch", str(args.batch),
-                       "--steps", str(steps)]
-                env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
-                if variant in HUGE_PAGES:
-                    env["THP_MEM_ALLOC_ENABLE"] = "1"
-                res = subprocess.run(cmd, capture_output=True, text=True, env=env)
-                if res.returncode != 0:
-                    tail = (res.stderr.strip().splitlines() or ["?"])[-1]
-                    print(f"{kind:<6}{size:>5}  {variant:<14}  failed: {tail}")
+                if not runs[variant]:
                     continue
-                r = json.loads(res.stdout.strip().splitlines()[-1])
-                if variant == "eager" or base is None:
-                    base = r
-                print(f"{kind:<6}{size:>5}  {variant:<14}{r['img_s']:>8.2f}{r['img_s'] / base['img_s']:>9.2f}"
-                      f"{r['peak_gb']:>14.2f}{r['peak_gb'] / base['peak_gb']:>9.2f}", flush=True)
+                img_s = statistics.median(r["img_s"] for r in runs[variant])
+                peak = statistics.median(r["peak_gb"] for r in runs[variant])
+                b_img = statistics.median(r["img_s"] for r in base)
+                b_peak = statistics.median(r["peak_gb"] for r in base)
+                spread = ""
+                if len(runs[variant]) > 1:
+                    spread = f"   (img/s {min(r['img_s'] for r in runs[variant]):.2f}–" \
+                             f"{max(r['img_s'] for r in runs[variant]):.2f})"
+                print(f"{kind:<6}{size:>5}  {variant:<14}{img_s:>8.2f}{img_s / b_img:>9.2f}"
+                      f"{peak:>14.2f}{peak / b_peak:>9.2f}{spread}", flush=True)
     return 0
+
+
+def _run_worker(kind: str, size: int, variant: str, steps: int, args) -> dict | str:
+    """One variant in a fresh process: its result, or the last line of its error."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", kind, str(size), variant,
+           "--device", args.device, "--threads", str(args.threads), "--batch", str(args.batch),
+           "--steps", str(steps)]
+    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+    if variant in HUGE_PAGES:
+        env["THP_MEM_ALLOC_ENABLE"] = "1"
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if res.returncode != 0:
+        return (res.stderr.strip().splitlines() or ["?"])[-1]
+    return json.loads(res.stdout.strip().splitlines()[-1])
 
 
 if __name__ == "__main__":

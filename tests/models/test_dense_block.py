@@ -87,6 +87,7 @@ def test_decoder_training_step_matches_and_an_in_place_edit_is_caught():
     half = HalfNet(3, **ARCH).state_dict()
     mods = [FullModule(half, 3, 3, 32, ARCH) for _ in range(2)]
     mods[1].net.load_state_dict(mods[0].net.state_dict())
+    set_memory_efficient(mods[0].net, True)
     set_memory_efficient(mods[1].net, False)
     x, y = torch.rand(2, 3, 32, 32), torch.tensor([0, 2])
     for m in mods:
@@ -95,7 +96,7 @@ def test_decoder_training_step_matches_and_an_in_place_edit_is_caught():
     for (name, p), q in zip(mods[0].net.named_parameters(), mods[1].net.parameters()):
         if p.requires_grad:
             _close(p.grad, q.grad, name)
-    block = DenseBlock(6, 4, 2)
+    block = set_memory_efficient(DenseBlock(6, 4, 2), True)
     full, _ = block(torch.rand(2, 6, 8, 8, requires_grad=True))
     with pytest.raises(RuntimeError, match="modified inplace"):  # autograd refuses in-place edits
         full.mul_(2)
@@ -120,7 +121,7 @@ def test_recomputing_transition_down_matches_the_layers_run_one_by_one(train):
     from hrcam.models.hrcam.fcdensenet import TransitionDown, _TransitionDownFn
 
     torch.manual_seed(0)
-    eff = TransitionDown(6).train(train)
+    eff = set_memory_efficient(TransitionDown(6).train(train), True)
     plain = set_memory_efficient(copy.deepcopy(eff), False)
     x = torch.randn(3, 6, 10, 10)
     outs = []
@@ -130,7 +131,7 @@ def test_recomputing_transition_down_matches_the_layers_run_one_by_one(train):
         (y * torch.arange(y.numel()).view_as(y).sin()).sum().backward()
         outs.append((y.detach(), xi.grad, [p.grad for p in m.parameters()], m[0].running_mean.clone(),
                      int(m[0].num_batches_tracked)))
-    assert eff.memory_efficient and not plain.memory_efficient
+    assert eff.memory_efficient is True and plain.memory_efficient is False
     (ye, ge, pe, rme, ne), (yp, gp, pp, rmp, npl) = outs
     assert torch.equal(ye, yp) and ne == npl == int(train)
     torch.testing.assert_close(rme, rmp)
@@ -145,3 +146,26 @@ def test_recomputing_transition_down_matches_the_layers_run_one_by_one(train):
     finally:
         _TransitionDownFn.apply = orig
     assert seen == [1]
+
+
+def test_auto_recomputes_only_large_maps(monkeypatch):
+    """'auto' (the default) keeps small maps the plain way and recomputes large ones; the
+    threshold is on the block's output bytes. Either way the logits are the same."""
+    from hrcam.models.hrcam import fcdensenet
+
+    net = HalfNet(3, **ARCH).train()
+    assert {b.memory_efficient for b in net.encoder.blocks} == {"auto"}
+    calls = []
+    orig = fcdensenet._SharedLayer.apply
+    monkeypatch.setattr(fcdensenet._SharedLayer, "apply", lambda *a: calls.append(1) or orig(*a))
+    x = torch.rand(2, 3, 32, 32)
+    small = net(x)
+    assert calls == []  # 2 × 20 × 16 × 16 floats: far below 32 MiB
+    first = net.encoder.blocks[0]
+    need = 2 * first.out_channels * 16 * 16 * 4  # the first block's output, in bytes
+    monkeypatch.setattr(fcdensenet, "MEMORY_EFFICIENT_MIN_BYTES", need)
+    big = net(x)
+    assert len(calls) == len(first.layers)  # only the first block reaches the threshold
+    torch.testing.assert_close(big, small, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="True, False or 'auto'"):
+        set_memory_efficient(net, "yes")

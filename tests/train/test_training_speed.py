@@ -93,5 +93,5 @@ def test_compiled_fit_hands_the_compiler_the_concatenating_blocks():
     compiled.compile_net = True
     for m in (eager, compiled):
         m.on_fit_start()
-    assert flags(eager) == {True} and flags(compiled) == {False}
+    assert flags(eager) == {"auto"} and flags(compiled) == {False}
     assert compiled.net._compiled_call_impl is not None and eager.net._compiled_call_impl is None

@@ -99,7 +99,7 @@ class DenseBlock(nn.Module):
 
     Returns ``(full, new)``: the block input with all new maps appended, and the new maps alone.
 
-    With :attr:`memory_efficient` (the default) the block allocates its output ``full`` once and
+    With :attr:`memory_efficient` the block allocates its output ``full`` once and
     each layer reads the channels written so far and writes its ``growth`` new maps into it,
     instead of ``torch.cat``-ing the growing input at every layer (Pleiss et al. 2017). For
     training, each layer's BN → ReLU output is not kept for the backward pass but recomputed from
@@ -108,8 +108,10 @@ class DenseBlock(nn.Module):
     gradients equal the concatenating version's to float rounding.
     """
 
-    #: shared output buffer instead of one concatenation per layer (see :func:`set_memory_efficient`)
-    memory_efficient: bool = True
+    #: shared output buffer instead of one concatenation per layer: ``True``, ``False``, or ``"auto"``
+    #: (the default: only where the block's output has :data:`MEMORY_EFFICIENT_MIN_BYTES` or more;
+    #: see :func:`set_memory_efficient`)
+    memory_efficient: bool | str = "auto"
 
     def __init__(self, in_channels: int, growth_rate: int, layers: int):
         super().__init__()
@@ -119,7 +121,7 @@ class DenseBlock(nn.Module):
         self.out_channels = in_channels + layers * growth_rate
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if not self.memory_efficient or _has_hooks(self.layers):
+        if not _use_memory_efficient(self.memory_efficient, x, self.out_channels) or _has_hooks(self.layers):
             return self._forward_cat(x)  # hooks on the layers must see their modules called
         c0 = x.shape[1]
         fmt = torch.channels_last if _is_channels_last(x) else torch.contiguous_format
@@ -157,13 +159,30 @@ class DenseBlock(nn.Module):
         return x, torch.cat(new, dim=1)
 
 
-def set_memory_efficient(module: nn.Module, enabled: bool = True) -> nn.Module:
+#: ``memory_efficient="auto"`` recomputes only where a block's output (a transition's input) has
+#: at least this many bytes. Below it the saving is small and the extra passes and Python-level
+#: autograd Functions cost more than they save: measured at 64 px (seed architecture, 2 threads)
+#: the shared buffer everywhere trained at 0.7× the concatenating blocks' img/s; at 224 px, where
+#: the S/2 and S/4 maps of a batch of 16 are 35–180 MB each, it is what brings the peak RSS to 0.7×.
+MEMORY_EFFICIENT_MIN_BYTES = 32 * 2 ** 20
+
+
+def _use_memory_efficient(setting: bool | str, x: torch.Tensor, channels: int) -> bool:
+    if setting == "auto":
+        return x.shape[0] * channels * x[0, 0].numel() * x.element_size() >= MEMORY_EFFICIENT_MIN_BYTES
+    return bool(setting)
+
+
+def set_memory_efficient(module: nn.Module, enabled: bool | str = True) -> nn.Module:
     """Switch every :class:`DenseBlock` in ``module`` to the shared buffer and every
-    :class:`TransitionDown` to recomputing its inner maps (``True``), or to one ``torch.cat`` per
-    layer and autograd's own saved tensors (``False``); same weights, same math. Returns ``module``."""
+    :class:`TransitionDown` to recomputing its inner maps (``True``), to one ``torch.cat`` per
+    layer and autograd's own saved tensors (``False``), or to choosing by size (``"auto"``, the
+    default: :data:`MEMORY_EFFICIENT_MIN_BYTES`); same weights, same math. Returns ``module``."""
+    if enabled not in (True, False, "auto"):
+        raise ValueError(f"enabled must be True, False or 'auto', got {enabled!r}")
     for m in module.modules():
         if isinstance(m, (DenseBlock, TransitionDown)):
-            m.memory_efficient = bool(enabled)
+            m.memory_efficient = enabled
     return module
 
 
@@ -276,7 +295,7 @@ class _Assemble(torch.autograd.Function):
 class TransitionDown(nn.Sequential):
     """BN, ReLU, 1×1 conv (same channels), 2×2 max-pool.
 
-    With :attr:`memory_efficient` (the default), training keeps only the transition's input for
+    With :attr:`memory_efficient`, training keeps only the transition's input for
     the backward pass, which the block before it keeps anyway, and recomputes the BN → ReLU →
     conv maps there. Otherwise autograd keeps three more tensors per transition: the ReLU output,
     the conv output and the pooling indices. At 224 px the first two transitions run at S and S/2,
@@ -285,8 +304,9 @@ class TransitionDown(nn.Sequential):
     rounding, and the running statistics are updated once.
     """
 
-    #: recompute instead of keeping the inner maps (see :func:`set_memory_efficient`)
-    memory_efficient: bool = True
+    #: recompute instead of keeping the inner maps: ``True``, ``False`` or ``"auto"`` (the default:
+    #: only for inputs of :data:`MEMORY_EFFICIENT_MIN_BYTES` or more; see :func:`set_memory_efficient`)
+    memory_efficient: bool | str = "auto"
 
     def __init__(self, channels: int):
         super().__init__(
@@ -299,7 +319,8 @@ class TransitionDown(nn.Sequential):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bn, conv, pool = self[0], self[2], self[3]
         tracked = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters()))
-        if not (self.memory_efficient and tracked) or _has_hooks(self) or (pool.kernel_size, pool.stride) != (2, 2):
+        eff = _use_memory_efficient(self.memory_efficient, x, x.shape[1])
+        if not (eff and tracked) or _has_hooks(self) or (pool.kernel_size, pool.stride) != (2, 2):
             return super().forward(x)
         return _TransitionDownFn.apply(x, bn, conv.weight, bn.weight, bn.bias)
 
