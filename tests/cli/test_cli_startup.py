@@ -52,3 +52,17 @@ def test_every_help_is_parsed_without_torch_or_lightning():
         assert exit_code == 0 and help_chars > 100, (cmd, exit_code, help_chars)
         assert heavy == [], f"'hrcam {cmd} --help' imported {heavy}"
 
+
+
+def test_demo_help_states_the_presets_decoder_epochs():
+    """`hrcam demo run --help` names the FullModel epochs the preset really uses."""
+    import re
+
+    from hrcam.cli import build_parser
+    from hrcam.workflows.demo.config import FULL_EPOCHS
+
+    demo = build_parser()._subparsers._group_actions[0].choices["demo"]
+    run = demo._subparsers._group_actions[0].choices["run"]
+    text = " ".join(run.format_help().split())
+    said = dict((obj, int(n)) for n, obj in re.findall(r"(\d+) for (faithfulness|the seed's)", text))
+    assert said == {"faithfulness": FULL_EPOCHS["faithfulness"], "the seed's": FULL_EPOCHS["reconstruction"]}

@@ -60,7 +60,7 @@ def add_run(subparsers) -> None:
     g.add_argument("--seed", type=seed_arg, default=None, help="seed of the data and the training")
     g.add_argument("--half-epochs", "--half_epochs", dest="half_epochs", type=positive_int, default=None)
     g.add_argument("--full-epochs", "--full_epochs", dest="full_epochs", type=positive_int, default=None,
-                   help="FullModel epochs for every objective (default: 3 for faithfulness, 1 for the seed's)")
+                   help="FullModel epochs for every objective (default: 2 for faithfulness, 1 for the seed's)")
     g.add_argument("--batch-size", "--batch_size", dest="batch_size", type=positive_int, default=None)
     g.add_argument("--objectives", default=None,
                    help="comma list of FullModel decoder objectives, the first is the headline one "
