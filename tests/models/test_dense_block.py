@@ -167,5 +167,16 @@ def test_auto_recomputes_only_large_maps(monkeypatch):
     big = net(x)
     assert len(calls) == len(first.layers)  # only the first block reaches the threshold
     torch.testing.assert_close(big, small, rtol=1e-5, atol=1e-6)
+    monkeypatch.setattr(fcdensenet, "MEMORY_EFFICIENT_MIN_BYTES", 2 ** 40)
+    cat_calls = []
+    cat = fcdensenet.DenseBlock._forward_cat
+    monkeypatch.setattr(fcdensenet.DenseBlock, "_forward_cat", lambda self, t: cat_calls.append(1) or cat(self, t))
+    net(x)
+    n_blocks = sum(isinstance(m, DenseBlock) for m in net.modules())
+    assert len(cat_calls) == n_blocks  # training, every block below the threshold: plain
+    cat_calls.clear()
+    with torch.no_grad():  # without autograd the buffer is used at any size (no recomputation to pay)
+        net.eval()(x)
+    assert cat_calls == [] and net.encoder.blocks[0].memory_efficient == "auto"
     with pytest.raises(ValueError, match="True, False or 'auto'"):
         set_memory_efficient(net, "yes")

@@ -109,8 +109,8 @@ class DenseBlock(nn.Module):
     """
 
     #: shared output buffer instead of one concatenation per layer: ``True``, ``False``, or ``"auto"``
-    #: (the default: only where the block's output has :data:`MEMORY_EFFICIENT_MIN_BYTES` or more;
-    #: see :func:`set_memory_efficient`)
+    #: (the default: always without autograd, and in training only where the block's output has
+    #: :data:`MEMORY_EFFICIENT_MIN_BYTES` or more; see :func:`set_memory_efficient`)
     memory_efficient: bool | str = "auto"
 
     def __init__(self, in_channels: int, growth_rate: int, layers: int):
@@ -121,13 +121,16 @@ class DenseBlock(nn.Module):
         self.out_channels = in_channels + layers * growth_rate
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if not _use_memory_efficient(self.memory_efficient, x, self.out_channels) or _has_hooks(self.layers):
+        tracked = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters()))
+        # without autograd the buffer only saves copies, at any size; 'auto' weighs the recomputation
+        shared = self.memory_efficient is True or (
+            self.memory_efficient == "auto" and (not tracked or _use_memory_efficient("auto", x, self.out_channels)))
+        if not shared or _has_hooks(self.layers):
             return self._forward_cat(x)  # hooks on the layers must see their modules called
         c0 = x.shape[1]
         fmt = torch.channels_last if _is_channels_last(x) else torch.contiguous_format
         buf = torch.empty((x.shape[0], self.out_channels, *x.shape[2:]), dtype=x.dtype, device=x.device,
                           memory_format=fmt)
-        tracked = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters()))
         with torch.no_grad():
             buf[:, :c0].copy_(x)
         if not tracked:
