@@ -216,6 +216,33 @@ class _Shared:
         return self.buf[:, :k].contiguous(memory_format=fmt)
 
 
+def _bn_relu(x, bn, bn_weight, bn_bias):
+    """ReLU(BN(x)) as ``bn`` computes it in its mode, moving its running statistics once.
+    Returns ``(relu_out, mean, invstd, training)``; the last three let the backward pass recompute it."""
+    training = bn.training or bn.running_mean is None
+    momentum = 0.0 if bn.momentum is None else bn.momentum
+    if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None:
+        bn.num_batches_tracked.add_(1)
+        if bn.momentum is None:
+            momentum = 1.0 / float(bn.num_batches_tracked)
+    xn, mean, invstd = torch.native_batch_norm(x, bn_weight, bn_bias, bn.running_mean, bn.running_var,
+                                               training, momentum, bn.eps)
+    return xn.relu_(), mean, invstd, training
+
+
+def _bn_relu_again(x, ctx, bn_weight, bn_bias, mean, invstd, running_mean, running_var):
+    """The forward's ReLU(BN(x)) recomputed in the backward pass from the saved statistics
+    (``ctx.training`` and ``ctx.eps`` as :func:`_bn_relu` left them): one fused multiply-add."""
+    if ctx.training:
+        m, s = mean, invstd
+    else:
+        m, s = running_mean, torch.rsqrt(running_var + ctx.eps)
+    shape = (1, -1, 1, 1)
+    scale = (s * bn_weight).to(x.dtype)
+    shift = (bn_bias - m * s * bn_weight).to(x.dtype)
+    return torch.addcmul(shift.view(shape), x, scale.view(shape)).relu_()
+
+
 def _relu_backward_(grad: torch.Tensor, relu_out: torch.Tensor) -> torch.Tensor:
     """The gradient through a ReLU, written over ``grad`` (a temporary of the backward pass): zero
     where the ReLU's output is zero. ``threshold_backward`` itself, in its ``out=`` form: one map
@@ -233,15 +260,8 @@ class _SharedLayer(torch.autograd.Function):
     def forward(ctx, shared, bn, conv, conv_weight, bn_weight, bn_bias, *chunks):
         k = bn.num_features
         prefix = shared.dense_prefix(k)
-        training = bn.training or bn.running_mean is None
-        momentum = 0.0 if bn.momentum is None else bn.momentum
-        if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None:
-            bn.num_batches_tracked.add_(1)
-            if bn.momentum is None:
-                momentum = 1.0 / float(bn.num_batches_tracked)
-        xn, mean, invstd = torch.native_batch_norm(prefix, bn_weight, bn_bias, bn.running_mean, bn.running_var,
-                                                   training, momentum, bn.eps)
-        y = F.conv2d(xn.relu_(), conv_weight, None, conv.stride, conv.padding, conv.dilation, conv.groups)
+        r, mean, invstd, training = _bn_relu(prefix, bn, bn_weight, bn_bias)
+        y = F.conv2d(r, conv_weight, None, conv.stride, conv.padding, conv.dilation, conv.groups)
         ctx.shared, ctx.k, ctx.training, ctx.eps, ctx.conv, ctx.conv_dtype = shared, k, training, bn.eps, conv, y.dtype
         ctx.n_chunks = [c.shape[1] for c in chunks]
         ctx.save_for_backward(conv_weight, bn_weight, bn_bias, mean, invstd, bn.running_mean, bn.running_var)
@@ -251,14 +271,7 @@ class _SharedLayer(torch.autograd.Function):
     def backward(ctx, grad_y):
         conv_weight, bn_weight, bn_bias, mean, invstd, running_mean, running_var = ctx.saved_tensors
         prefix = ctx.shared.dense_prefix(ctx.k, check=True)
-        shape = (1, -1, 1, 1)
-        if ctx.training:
-            m, s = mean, invstd
-        else:
-            m, s = running_mean, torch.rsqrt(running_var + ctx.eps)
-        scale = (s * bn_weight).to(prefix.dtype)
-        shift = (bn_bias - m * s * bn_weight).to(prefix.dtype)
-        r = torch.addcmul(shift.view(shape), prefix, scale.view(shape)).relu_()  # the forward's ReLU output
+        r = _bn_relu_again(prefix, ctx, bn_weight, bn_bias, mean, invstd, running_mean, running_var)
         conv = ctx.conv
         # the last layer's gradient is a channel slice of the block output's: a strided view that
         # sends the convolution's backward down a slow path (2.7× on the decoder's S/2 block)
@@ -397,16 +410,9 @@ class _TransitionDownFn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, bn, conv_weight, bn_weight, bn_bias):
-        training = bn.training or bn.running_mean is None
-        momentum = 0.0 if bn.momentum is None else bn.momentum
-        if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None:
-            bn.num_batches_tracked.add_(1)
-            if bn.momentum is None:
-                momentum = 1.0 / float(bn.num_batches_tracked)
-        xn, mean, invstd = torch.native_batch_norm(x, bn_weight, bn_bias, bn.running_mean, bn.running_var,
-                                                   training, momentum, bn.eps)
-        z = F.conv2d(xn.relu_(), conv_weight)
-        del xn
+        r, mean, invstd, training = _bn_relu(x, bn, bn_weight, bn_bias)
+        z = F.conv2d(r, conv_weight)
+        del r
         out = F.max_pool2d(z, 2)
         ctx.training, ctx.eps, ctx.conv_dtype = training, bn.eps, z.dtype
         ctx.save_for_backward(x, conv_weight, bn_weight, bn_bias, mean, invstd, bn.running_mean, bn.running_var)
@@ -415,14 +421,7 @@ class _TransitionDownFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         x, conv_weight, bn_weight, bn_bias, mean, invstd, running_mean, running_var = ctx.saved_tensors
-        shape = (1, -1, 1, 1)
-        if ctx.training:
-            m, s = mean, invstd
-        else:
-            m, s = running_mean, torch.rsqrt(running_var + ctx.eps)
-        scale = (s * bn_weight).to(x.dtype)
-        shift = (bn_bias - m * s * bn_weight).to(x.dtype)
-        r = torch.addcmul(shift.view(shape), x, scale.view(shape)).relu_()  # the forward's ReLU output
+        r = _bn_relu_again(x, ctx, bn_weight, bn_bias, mean, invstd, running_mean, running_var)
         w = conv_weight.to(ctx.conv_dtype)
         z = F.conv2d(r.to(ctx.conv_dtype), w)
         _, idx = torch.ops.aten.max_pool2d_with_indices(z, [2, 2], [2, 2])
