@@ -114,8 +114,8 @@ def test_hooks_on_inner_layers_still_fire():
     assert seen == [(2, 4, 16, 16)]
 
 
-@pytest.mark.parametrize("train", [True, False])
-def test_recomputing_transition_down_matches_the_layers_run_one_by_one(train):
+@pytest.mark.parametrize("train,channels_last,side", [(True, False, 10), (False, False, 10), (True, True, 11)])
+def test_recomputing_transition_down_matches_the_layers_run_one_by_one(train, channels_last, side):
     """The memory-efficient transition keeps only its input, yet gives the same output, input and
     weight gradients, and moves the running statistics once."""
     from hrcam.models.hrcam.fcdensenet import TransitionDown, _TransitionDownFn
@@ -123,10 +123,11 @@ def test_recomputing_transition_down_matches_the_layers_run_one_by_one(train):
     torch.manual_seed(0)
     eff = set_memory_efficient(TransitionDown(6).train(train), True)
     plain = set_memory_efficient(copy.deepcopy(eff), False)
-    x = torch.randn(3, 6, 10, 10)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(3, 6, side, side).contiguous(memory_format=fmt)  # odd: the pool drops the last row
     outs = []
     for m in (eff, plain):
-        xi = x.clone().requires_grad_()
+        xi = x.clone(memory_format=torch.preserve_format).requires_grad_()
         y = m(xi)
         (y * torch.arange(y.numel()).view_as(y).sin()).sum().backward()
         outs.append((y.detach(), xi.grad, [p.grad for p in m.parameters()], m[0].running_mean.clone(),
@@ -145,6 +146,47 @@ def test_recomputing_transition_down_matches_the_layers_run_one_by_one(train):
         eff(x.clone().requires_grad_())
     finally:
         _TransitionDownFn.apply = orig
+    assert seen == [1]
+
+
+@pytest.mark.parametrize("train,image_grad,channels_last", [(True, False, False), (True, True, True),
+                                                           (False, True, False)])
+def test_recomputing_stem_matches_the_layers_run_one_by_one(train, image_grad, channels_last):
+    """The memory-efficient stem keeps only the image, yet gives the same output, weight (and,
+    when asked, image) gradients, and moves the running statistics once."""
+    from hrcam.models.hrcam.fcdensenet import Stem, _StemFn
+
+    torch.manual_seed(0)
+    eff = set_memory_efficient(Stem(3, 5).train(train), True)
+    plain = set_memory_efficient(copy.deepcopy(eff), False)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.rand(2, 3, 9, 11).contiguous(memory_format=fmt)
+    outs = []
+    for m in (eff, plain):
+        xi = x.clone(memory_format=torch.preserve_format).requires_grad_(image_grad)
+        y = m(xi)
+        (y * torch.arange(y.numel()).view_as(y).cos()).sum().backward()
+        outs.append((y.detach(), xi.grad, [p.grad for p in m.parameters()], m[1].running_var.clone(),
+                     int(m[1].num_batches_tracked)))
+    (ye, ge, pe, rve, ne), (yp, gp, pp, rvp, npl) = outs
+    torch.testing.assert_close(ye, yp, rtol=1e-6, atol=1e-6)
+    assert ne == npl == int(train)
+    torch.testing.assert_close(rve, rvp)
+    if image_grad:
+        _close(ge, gp, "input")
+    else:
+        assert ge is None and gp is None
+    for a, b in zip(pe, pp):
+        _close(a, b, "weight")
+    seen = []  # the recomputing path is the one taken, and only while autograd records
+    orig = _StemFn.apply
+    try:
+        _StemFn.apply = lambda *a: seen.append(1) or orig(*a)
+        eff(x)
+        with torch.no_grad():
+            eff(x)
+    finally:
+        _StemFn.apply = orig
     assert seen == [1]
 
 
