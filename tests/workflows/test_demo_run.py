@@ -204,3 +204,33 @@ def test_report_html_renders_in_a_browser(micro):
         report = check_page(browser, micro[0] / "out/report.html")
     assert report.ok, report
     assert report.images > 3 * 4  # the gallery's pictures and the embedded figures
+
+
+def test_headline_maps_explain_the_true_class_on_request(micro):
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from hrcam.api.seed import compute_cams
+    from hrcam.models.registry import load_network
+    from hrcam.workflows.demo.maps_table import collect_maps
+
+    root, cfg, _ = micro
+    weights = {"faithfulness": root / "out/full_faithfulness/last_weights.safetensors"}
+    runs = {mc: collect_maps(weights, root / "data", cfg.size, None, "faithfulness", baselines=("gradcam",),
+                             progress=False, map_class=mc) for mc in ("predicted", "true")}
+    (pmaps, images, labels, preds, _, _), (tmaps, _, tlabels, tpreds, _, _) = runs["predicted"], runs["true"]
+    assert np.array_equal(labels, tlabels) and np.array_equal(preds, tpreds)  # same images, same predictions
+    net = load_network(weights["faithfulness"])[0]
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+    for maps, classes in ((pmaps, preds), (tmaps, labels)):
+        with torch.no_grad():
+            res = compute_cams(net, x, classes=torch.from_numpy(classes), high=True)
+        low = F.interpolate(res.low[:, None], size=(cfg.size, cfg.size), mode="bilinear", align_corners=False)[:, 0]
+        np.testing.assert_allclose(maps["low"], low.numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(maps["high"], res.high.numpy(), rtol=1e-5, atol=1e-6)
+    wrong = preds != labels
+    if wrong.any():  # a misclassified image: its maps differ between the two protocols
+        assert not np.allclose(pmaps["gradcam"][wrong], tmaps["gradcam"][wrong])
+    with pytest.raises(ValueError, match="map_class"):
+        DemoConfig(map_class="best")

@@ -69,6 +69,9 @@ def add_run(subparsers) -> None:
     g.add_argument("--distractors", type=int, default=None,
                    help="same-coloured fragments of other digits per image (default 0); use another --data "
                         "and --out, e.g. --data data/demo_distractors --out results/demo_distractors")
+    g.add_argument("--map-class", "--map_class", dest="map_class", choices=("predicted", "true"), default=None,
+                   help="the class the headline table's maps explain: each image's prediction (default) or its "
+                        "true class, as Choe et al. (CVPR 2020) score CAMs")
     p.add_argument("--extras", default="", metavar="LIST",
                    help="comma list of extra stages: baselines (or its old name neighbours), pretrained (default: none; see below)")
     p.set_defaults(func=run_run)
@@ -81,7 +84,7 @@ def run_run(args) -> int:
     from hrcam.workflows.demo import DemoConfig, run_demo
 
     overrides = {k: getattr(args, k) for k in ("size", "train", "test", "seed", "half_epochs",
-                                                "full_epochs", "batch_size", "limit", "distractors")
+                                                "full_epochs", "batch_size", "limit", "distractors", "map_class")
                  if getattr(args, k) is not None}
     if args.objectives:
         overrides["objectives"] = tuple(o.strip() for o in args.objectives.split(",") if o.strip())

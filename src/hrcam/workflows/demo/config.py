@@ -21,6 +21,9 @@ BASELINE_SETTINGS = {
     "lambda_ramp_steps": 0, "casm_fill": "random",
 }
 
+#: what the headline table's maps explain: each image's predicted class, or its true class
+MAP_CLASSES = ("predicted", "true")
+
 #: opt-in extra stages of the demo
 EXTRAS = ("neighbours", "pretrained")
 #: other accepted names of the extras (the baselines CAM / L-CAM / CASM were called "neighbours")
@@ -66,6 +69,9 @@ class DemoConfig:
     consistency_weight: float = 1.0
     augment: bool = False
     limit: int | None = None  # test images scored for localization (None = all)
+    # which class the headline table's maps explain: each image's prediction, or its true class
+    # (the protocol of Choe et al., CVPR 2020, whose PxAP and MaxBoxAccV2 the table reports)
+    map_class: str = "predicted"
     gallery: int = 16
     # ``hrcam compare`` on the primary FullModel: methods and number of test images (0 = skip)
     compare_methods: tuple[str, ...] = ("cam", "hrcam", "refined", "gradcam", "gradcampp")
@@ -88,6 +94,8 @@ class DemoConfig:
                 raise ValueError(f"objectives: {obj!r} is not one of {', '.join(OBJECTIVES)}")
         if not isinstance(self.distractors, int) or self.distractors < 0:
             raise ValueError(f"distractors must be an integer >= 0, got {self.distractors!r}")
+        if self.map_class not in MAP_CLASSES:
+            raise ValueError(f"map_class: expected one of {', '.join(MAP_CLASSES)}, got {self.map_class!r}")
         if self.full_epochs is not None and int(self.full_epochs) < 1:
             raise ValueError(f"full_epochs must be >= 1, got {self.full_epochs}")
         for name in ("half_epochs", "batch_size", "size", "train", "test",

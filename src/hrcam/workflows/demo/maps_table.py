@@ -1,7 +1,7 @@
 """The demo's headline table: every map of the same test images, scored threshold-free.
 
 For the test split (or ``cfg.limit`` images, round-robin over the classes) and each image's
-predicted class: the HR-CAM maps of every trained decoder (low-res CAM bilinearly upsampled,
+predicted class (or, with ``map_class="true"``, its true class, as Choe et al. score CAMs): the HR-CAM maps of every trained decoder (low-res CAM bilinearly upsampled,
 high-res CAM, refined map), the baselines a sharper map must beat on the *same* classifier
 (:data:`BASELINES`: LayerCAM, Grad-CAM, the guided-filter CAM), and two references that use no
 class evidence (the centre prior; the colour distance from the image's median colour). Each is
@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
+from hrcam.workflows.demo.config import MAP_CLASSES
 
 #: explainers scored beside the HR-CAM maps, on the primary FullModel's (frozen, shared) classifier
 BASELINES = ("layercam", "gradcam", "guided")
@@ -61,11 +63,12 @@ def _batches(n: int, size: int):
 
 
 def collect_maps(weights: dict[str, Path], data_dir: Path, size: int, limit: int | None, primary: str,
-                 baselines=BASELINES, batch_size: int = 50, progress: bool = True):
+                 baselines=BASELINES, batch_size: int = 50, progress: bool = True, map_class: str = "predicted"):
     """Maps of every kind for the same test images.
 
     ``weights`` maps each decoder objective to its FullModel weights; ``primary``'s classifier
-    (identical in all of them: the frozen HalfModel) gives the predictions the maps explain.
+    (identical in all of them: the frozen HalfModel) gives the predictions; the maps explain them,
+    or with ``map_class="true"`` each image's label.
     Returns ``(maps {kind: N×S×S}, images N×S×S×3, labels, predictions, masks, boxes)``; the
     kinds of a non-primary objective are suffixed ``@objective``.
     """
@@ -81,6 +84,8 @@ def collect_maps(weights: dict[str, Path], data_dir: Path, size: int, limit: int
     from hrcam.postprocessing.guided import default_radius, guided_refine
     from hrcam.postprocessing.refine import refined_maps
 
+    if map_class not in MAP_CLASSES:
+        raise ValueError(f"map_class: expected one of {', '.join(MAP_CLASSES)}, got {map_class!r}")
     nets = {obj: load_network(path)[0] for obj, path in weights.items()}
     net = nets[primary]
     x, labels, paths, _ = load_split(data_dir, "test", size, 3, limit, net.num_classes)
@@ -99,16 +104,16 @@ def collect_maps(weights: dict[str, Path], data_dir: Path, size: int, limit: int
         for sl in _batches(len(x), batch_size):
             xb = x[sl]
             with torch.no_grad():
-                first = compute_cams(net, xb, high=True)
-            pred = first.classes
-            preds.append(pred)
+                first = compute_cams(net, xb, classes=labels[sl] if map_class == "true" else None, high=True)
+            preds.append(first.logits.argmax(dim=1))
+            target = first.classes
             imgs = xb.permute(0, 2, 3, 1).numpy()
             for obj, n in nets.items():
                 if obj == primary:
                     res = first
                 else:
                     with torch.no_grad():
-                        res = compute_cams(n, xb, classes=pred, high=True)
+                        res = compute_cams(n, xb, classes=target, high=True)
                 tag = "" if obj == primary else f"@{obj}"
                 low = F.interpolate(res.low[:, None], size=(size, size), mode="bilinear", align_corners=False)[:, 0]
                 if obj == primary:
@@ -119,7 +124,7 @@ def collect_maps(weights: dict[str, Path], data_dir: Path, size: int, limit: int
                 radius = default_radius(size, res.low.shape[-1])
                 maps.setdefault("guidedhigh" + tag, []).append(guided_refine(xb, res.high.detach(), radius).numpy())
             for name, explainer in explainers.items():
-                out, _ = explainer(xb, targets=pred)
+                out, _ = explainer(xb, targets=target)
                 maps.setdefault(name, []).append(out.detach().numpy())
             bar.update(len(xb))
     finally:
@@ -150,8 +155,10 @@ def headline_table(payload: dict):
     best = max(("high", "refined", "guidedhigh"), key=lambda k: scores[k]["pxap"] if k in scores else -1.0)
     lines = [f"{row_label(k)}: {gap['pxap'][k]:+.3f} PxAP, {gap['best_iou'][k]:+.3f} best IoU"
              for k in gap["pxap"]]
+    explained = ("true class (Choe et al.'s protocol)" if payload.get("map_class") == "true"
+                 else "predicted class")
     note = (f"{payload['count']} test images (classification accuracy {payload['accuracy']:.3f}), maps of the "
-            "predicted class, all on the same frozen classifier. PxAP: average precision of the min-max "
+            f"{explained}, all on the same frozen classifier. PxAP: average precision of the min-max "
             "normalized map's pixels against the mask pixels, pooled over the set; best-threshold IoU: mean mask "
             "IoU at the one threshold (0.00, 0.01, …) best for the set; MaxBoxAccV2: box accuracy from every "
             "contour, best threshold, mean over IoU 30/50/70 % (Choe et al., CVPR 2020). The centre prior and "

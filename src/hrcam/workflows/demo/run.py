@@ -112,7 +112,7 @@ def _run(out: Path, data_dir: Path, cfg: DemoConfig, force: bool, progress: bool
     # 4b. every map and baseline on the same test images, threshold-free (the headline table) ---
     primary = cfg.objectives[0]
     table_key = _key(*(stages.done[f"train_full_{o}"]["key"] for o in cfg.objectives), cfg.limit, cfg.gallery,
-                     BASELINES, MAPS_VERSION)
+                     BASELINES, MAPS_VERSION, *([cfg.map_class] * (cfg.map_class != "predicted")))
     table_json = out / "evaluation" / "maps_table.json"
     table_examples = out / "evaluation" / "maps_examples.npz"
     if not stages.fresh("maps_table", table_key, [table_json, table_examples]):
@@ -120,10 +120,12 @@ def _run(out: Path, data_dir: Path, cfg: DemoConfig, force: bool, progress: bool
         t0 = time.perf_counter()
         weights = {o: out / f"full_{o}" / "last_weights.safetensors" for o in cfg.objectives}
         all_maps, images, labels, preds, masks, boxes = collect_maps(weights, data_dir, cfg.size, cfg.limit,
-                                                                     primary, progress=progress)
+                                                                     primary, progress=progress,
+                                                                     map_class=cfg.map_class)
         scores = score_maps(all_maps, masks, boxes)
-        table_json.write_text(json.dumps(json_safe({"scores": scores, "count": int(len(labels)),
-                                                    "accuracy": float((labels == preds).mean())}), indent=1))
+        write_text(table_json, json.dumps(json_safe({"scores": scores, "count": int(len(labels)),
+                                                    "accuracy": float((labels == preds).mean()),
+                                                    "map_class": cfg.map_class}), indent=1))
         pick = select_indices(len(labels), cfg.gallery)
         _save_examples(table_examples, {"image": images[pick], "label": labels[pick].tolist(),
                                         "pred": preds[pick].tolist(), "mask": [masks[i] for i in pick],
