@@ -243,6 +243,13 @@ def _bn_relu_again(x, ctx, bn_weight, bn_bias, mean, invstd, running_mean, runni
     return torch.addcmul(shift.view(shape), x, scale.view(shape)).relu_()
 
 
+def _keep_for_recompute(ctx, x, bn, conv_weight, bn_weight, bn_bias, mean, invstd, training, conv_dtype):
+    """What the stem's and a transition's backward pass need to recompute conv and BN-ReLU:
+    the input, the weights, BN's batch statistics and mode (unpacked in this order)."""
+    ctx.training, ctx.eps, ctx.conv_dtype = training, bn.eps, conv_dtype
+    ctx.save_for_backward(x, conv_weight, bn_weight, bn_bias, mean, invstd, bn.running_mean, bn.running_var)
+
+
 def _relu_backward_(grad: torch.Tensor, relu_out: torch.Tensor) -> torch.Tensor:
     """The gradient through a ReLU, written over ``grad`` (a temporary of the backward pass): zero
     where the ReLU's output is zero. ``threshold_backward`` itself, in its ``out=`` form: one map
@@ -346,8 +353,7 @@ class _StemFn(torch.autograd.Function):
     def forward(ctx, x, bn, conv_weight, bn_weight, bn_bias):
         z = F.conv2d(x, conv_weight, padding=1)
         r, mean, invstd, training = _bn_relu(z, bn, bn_weight, bn_bias)
-        ctx.training, ctx.eps, ctx.conv_dtype = training, bn.eps, z.dtype
-        ctx.save_for_backward(x, conv_weight, bn_weight, bn_bias, mean, invstd, bn.running_mean, bn.running_var)
+        _keep_for_recompute(ctx, x, bn, conv_weight, bn_weight, bn_bias, mean, invstd, training, z.dtype)
         return r
 
     @staticmethod
@@ -488,8 +494,7 @@ class _TransitionDownFn(torch.autograd.Function):
         z = F.conv2d(r, conv_weight)
         del r
         out = F.max_pool2d(z, 2)
-        ctx.training, ctx.eps, ctx.conv_dtype = training, bn.eps, z.dtype
-        ctx.save_for_backward(x, conv_weight, bn_weight, bn_bias, mean, invstd, bn.running_mean, bn.running_var)
+        _keep_for_recompute(ctx, x, bn, conv_weight, bn_weight, bn_bias, mean, invstd, training, z.dtype)
         return out
 
     @staticmethod
