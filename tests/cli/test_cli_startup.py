@@ -59,10 +59,32 @@ def test_demo_help_states_the_presets_decoder_epochs():
     import re
 
     from hrcam.cli import build_parser
-    from hrcam.workflows.demo.config import FULL_EPOCHS
+    from hrcam.workflows.demo.config import DISTRACTOR_FULL_EPOCHS, FULL_EPOCHS
 
     demo = build_parser()._subparsers._group_actions[0].choices["demo"]
     run = demo._subparsers._group_actions[0].choices["run"]
     text = " ".join(run.format_help().split())
-    said = dict((obj, int(n)) for n, obj in re.findall(r"(\d+) for (faithfulness|the seed's)", text))
+    default, distractors = re.search(r"\(default: ([^)]*?); with --distractors ([^)]*?)\)", text).groups()
+    said = dict((obj, int(n)) for n, obj in re.findall(r"(\d+) for (faithfulness|the seed's)", default))
     assert said == {"faithfulness": FULL_EPOCHS["faithfulness"], "the seed's": FULL_EPOCHS["reconstruction"]}
+    said = dict((obj, int(n)) for n, obj in re.findall(r"(\d+) for (faithfulness)", distractors))
+    assert said == DISTRACTOR_FULL_EPOCHS
+
+
+def test_demo_help_states_the_presets_architectures():
+    """`hrcam demo run --help` names the FC-DenseNet settings each preset really trains."""
+    import re
+
+    from hrcam.cli import build_parser
+    from hrcam.workflows.demo.config import DEMO_ARCH, DISTRACTOR_ARCH
+
+    demo = build_parser()._subparsers._group_actions[0].choices["demo"]
+    run = demo._subparsers._group_actions[0].choices["run"]
+    text = " ".join(run.format_help().split())
+    default, distractors = re.search(r"FC-DenseNet; default: (.*?); with --distractors (.*?):", text).groups()
+
+    def said(part):
+        return {k: int(v) for k, v in re.findall(r"(\w+) (\d+)", part)}
+
+    assert said(default) == {**DEMO_ARCH, "num_blocks": 4}
+    assert {**DEMO_ARCH, **said(distractors)} == DISTRACTOR_ARCH

@@ -234,3 +234,48 @@ def test_headline_maps_explain_the_true_class_on_request(micro):
         assert not np.allclose(pmaps["gradcam"][wrong], tmaps["gradcam"][wrong])
     with pytest.raises(ValueError, match="map_class"):
         DemoConfig(map_class="best")
+
+
+def test_architecture_follows_the_data_unless_given():
+    """The distractor variant trains the wider preset; an explicit ``arch`` wins; bad keys are refused."""
+    from hrcam.workflows.demo.config import DEMO_ARCH, DISTRACTOR_ARCH
+
+    assert DEMO_ARCH != DISTRACTOR_ARCH
+    assert DemoConfig().net_arch == DEMO_ARCH
+    assert DemoConfig(distractors=2).net_arch == DISTRACTOR_ARCH
+    given = {"init_filters": 8, "growth_rate": 4, "layers_per_block": 1}
+    assert DemoConfig(distractors=2, arch=given).net_arch == given
+    assert DemoConfig(distractors=2).to_json()["arch"] == DISTRACTOR_ARCH
+    with pytest.raises(ValueError, match="unknown keys"):
+        DemoConfig(arch={"growth": 4})
+    with pytest.raises(ValueError, match="growth_rate"):
+        DemoConfig(arch={"growth_rate": 0})
+
+
+def test_cli_architecture_override(monkeypatch, tmp_path):
+    """``--growth-rate`` etc. override the data's preset; the rest of the preset stays."""
+    import hrcam.workflows.demo as demo_pkg
+    from hrcam.cli import main
+    from hrcam.workflows.demo.config import DISTRACTOR_ARCH
+
+    seen = {}
+
+    def fake_run(out, data, cfg, **_kw):
+        seen["cfg"] = cfg
+        return {"classification": {"accuracy": 0.5}}
+
+    monkeypatch.setattr(demo_pkg, "run_demo", fake_run)
+    assert main(["demo", "run", "--out", str(tmp_path / "o"), "--distractors", "2", "--growth-rate", "12"]) == 0
+    assert seen["cfg"].net_arch == {**DISTRACTOR_ARCH, "growth_rate": 12}
+    assert seen["cfg"].distractors == 2
+
+
+def test_distractor_decoder_epochs():
+    """The distractor variant trains its faithfulness decoder longer unless --full-epochs says otherwise."""
+    from hrcam.workflows.demo.config import DISTRACTOR_FULL_EPOCHS, FULL_EPOCHS
+
+    assert DemoConfig().epochs_of("faithfulness") == FULL_EPOCHS["faithfulness"]
+    assert DemoConfig(distractors=1).epochs_of("faithfulness") == DISTRACTOR_FULL_EPOCHS["faithfulness"]
+    assert DISTRACTOR_FULL_EPOCHS["faithfulness"] != FULL_EPOCHS["faithfulness"]
+    assert DemoConfig(distractors=1).epochs_of("reconstruction") == FULL_EPOCHS["reconstruction"]
+    assert DemoConfig(distractors=1, full_epochs=3).epochs_of("faithfulness") == 3

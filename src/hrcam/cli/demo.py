@@ -60,7 +60,8 @@ def add_run(subparsers) -> None:
     g.add_argument("--seed", type=seed_arg, default=None, help="seed of the data and the training")
     g.add_argument("--half-epochs", "--half_epochs", dest="half_epochs", type=positive_int, default=None)
     g.add_argument("--full-epochs", "--full_epochs", dest="full_epochs", type=positive_int, default=None,
-                   help="FullModel epochs for every objective (default: 2 for faithfulness, 1 for the seed's)")
+                   help="FullModel epochs for every objective (default: 2 for faithfulness, 1 for the seed's; "
+                        "with --distractors 4 for faithfulness)")
     g.add_argument("--batch-size", "--batch_size", dest="batch_size", type=positive_int, default=None)
     g.add_argument("--objectives", default=None,
                    help="comma list of FullModel decoder objectives, the first is the headline one "
@@ -72,14 +73,21 @@ def add_run(subparsers) -> None:
     g.add_argument("--map-class", "--map_class", dest="map_class", choices=("predicted", "true"), default=None,
                    help="the class the headline table's maps explain: each image's prediction (default) or its "
                         "true class, as Choe et al. (CVPR 2020) score CAMs")
+    a = p.add_argument_group("architecture overrides (FC-DenseNet; default: init_filters 16, growth_rate 8, "
+                             "layers_per_block 2, num_blocks 4; with --distractors growth_rate 16, "
+                             "layers_per_block 3: the fragments need more capacity)")
+    for name in DEMO_ARCH_ARGS:
+        a.add_argument(f"--{name.replace('_', '-')}", f"--{name}", dest=name, type=positive_int, default=None)
     p.add_argument("--extras", default="", metavar="LIST",
                    help="comma list of extra stages: baselines (or its old name neighbours), pretrained (default: none; see below)")
     p.set_defaults(func=run_run)
 
 
-def run_run(args) -> int:
-    import dataclasses
+#: FC-DenseNet settings ``hrcam demo run`` can override (the same names as ``hrcam train``'s)
+DEMO_ARCH_ARGS = ("init_filters", "growth_rate", "layers_per_block", "num_blocks")
 
+
+def run_run(args) -> int:
     from hrcam.errors import UserError
     from hrcam.workflows.demo import DemoConfig, run_demo
 
@@ -90,8 +98,11 @@ def run_run(args) -> int:
         overrides["objectives"] = tuple(o.strip() for o in args.objectives.split(",") if o.strip())
     if args.extras:
         overrides["extras"] = tuple(e.strip() for e in args.extras.split(",") if e.strip())
+    arch = {k: getattr(args, k) for k in DEMO_ARCH_ARGS if getattr(args, k) is not None}
     try:
-        cfg = dataclasses.replace(DemoConfig(), **overrides)
+        if arch:  # on top of the preset for the data (with or without distractors)
+            overrides["arch"] = {**DemoConfig(distractors=overrides.get("distractors", 0)).net_arch, **arch}
+        cfg = DemoConfig(**overrides)
         if cfg.size % 32:
             raise ValueError(f"--size must be a multiple of 32, got {cfg.size}")
         metrics = run_demo(args.out, args.data, cfg, force=args.force, progress=args.progress)

@@ -83,7 +83,7 @@ def _write_report(out: Path, cfg: DemoConfig, metrics: dict, classification: dic
                  [[k, v] for k, v in metrics["wall_time_s"].items()], digits=1,
                  note=("Stages reused from an earlier run keep the time they took then; `all_stages` "
                        "is their sum, `this_run` the wall time of the run that wrote this report."))
-    arch = ", ".join(f"{k}={v}" for k, v in cfg.arch.items())
+    arch = ", ".join(f"{k}={v}" for k, v in cfg.net_arch.items())
     blocks = [
         ("The seed's workflow on the built-in *digits on textures* data (real handwritten digits "
          "from scikit-learn on scikit-image texture photos; exact masks and boxes): train the "

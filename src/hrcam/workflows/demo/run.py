@@ -58,7 +58,7 @@ def _run(out: Path, data_dir: Path, cfg: DemoConfig, force: bool, progress: bool
             stages.record("data", data_key, 0.0, path=str(data_dir), reused=True)
 
     # 2. HalfModel --------------------------------------------------------------------------
-    half_key = _key(data_key, cfg.arch, cfg.batch_size, cfg.half_epochs, cfg.augment,
+    half_key = _key(data_key, cfg.net_arch, cfg.batch_size, cfg.half_epochs, cfg.augment,
                     cfg.half_settle_epochs, cfg.settle_batch_factor)
     half_weights = out / "half" / ("settled" if cfg.half_settle_epochs > 0 else "") / "last_weights.safetensors"
     if not stages.fresh("train_half", half_key, [half_weights]):

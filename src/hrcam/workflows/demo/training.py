@@ -21,12 +21,12 @@ def _run(cfg: DemoConfig, out: Path, name: str, epochs: int, progress: bool) -> 
 
 def _train_half(cfg: DemoConfig, data_dir: Path, out: Path, progress: bool) -> Path:
     """The HalfModel (:func:`hrcam.train.recipes.train_half`), then ``half_settle_epochs`` at a larger batch."""
-    res = train_half(_data(cfg, data_dir), _run(cfg, out, "half", cfg.half_epochs, progress), arch=dict(cfg.arch),
+    res = train_half(_data(cfg, data_dir), _run(cfg, out, "half", cfg.half_epochs, progress), arch=dict(cfg.net_arch),
                      init_seed=cfg.seed, monitor="train_loss", mode="min")
     if cfg.half_settle_epochs <= 0:
         return Path(res["last"])
     res = train_half(_data(cfg, data_dir, cfg.settle_batch_factor, 1),
-                     _run(cfg, out, "half/settled", cfg.half_settle_epochs, progress), arch=dict(cfg.arch),
+                     _run(cfg, out, "half/settled", cfg.half_settle_epochs, progress), arch=dict(cfg.net_arch),
                      half_weights=res["last"], monitor="train_loss", mode="min")
     return Path(res["last"])
 
@@ -35,6 +35,6 @@ def _train_full(cfg: DemoConfig, data_dir: Path, out: Path, half_weights: Path, 
                 progress: bool) -> Path:
     """The FullModel for one decoder ``objective`` (:func:`hrcam.train.recipes.train_full`)."""
     res = train_full(_data(cfg, data_dir), _run(cfg, out, f"full_{objective}", cfg.epochs_of(objective), progress),
-                     half_weights, arch=dict(cfg.arch), consistency_weight=cfg.consistency_weight,
+                     half_weights, arch=dict(cfg.net_arch), consistency_weight=cfg.consistency_weight,
                      init_seed=cfg.seed, **cfg.recipe_of(objective))
     return Path(res["last"])
