@@ -2,7 +2,7 @@
 import math
 
 from hrcam.data.demo import build_demo_dataset
-from hrcam.workflows.baselines_demo import DEMO_SETTINGS, baseline_tables, train_neighbours, verdicts
+from hrcam.workflows.baselines_demo import DEMO_SETTINGS, baseline_tables, split_accuracy, train_neighbours, verdicts
 
 
 def test_train_and_score_the_baselines_on_demo_data(tmp_path):
@@ -25,6 +25,12 @@ def test_train_and_score_the_baselines_on_demo_data(tmp_path):
     assert "mask_iou" in tables["cam"]["CAM"] and math.isfinite(tables["lcam"]["L-CAM-Fm"]["AD@0.85"])
     assert all("IC@0.5" in r for r in tables["lcam"].values())
     assert {"le_casm", "masked_out_top1", "inpainted_top1"} <= set(tables["casm"]["CASM L"])
+    # accuracy on the whole split: the CAM classifier and each CASM run's own, on all 4 test images here
+    acc = split_accuracy(weights, data)
+    assert set(acc) == {"cam", "casm_F", "casm_L"} and all(a["images"] == 4 for a in acc.values())
+    assert acc["cam"]["top1"] == tables["cam"]["CAM"]["clean_top1"]  # the same images, counted independently
+    assert acc["casm_F"]["top1"] == acc["cam"]["top1"]  # F keeps CAM's classifier frozen
+    assert acc["casm_L"]["top1"] == tables["casm"]["CASM L"]["clean_top1"]
     v = verdicts(tables)
     assert set(v) == {"cam", "lcam", "casm"}
     assert all(("reproduce" in s) for s in v.values())

@@ -154,6 +154,10 @@ def test_extras_add_rows(micro):
     assert math.isfinite(tables["cam"]["CAM"]["pointing_game"]) and tables["cam"]["centre prior"]["scored"] == 4
     assert math.isfinite(tables["lcam"]["L-CAM-Fm"]["AD@0"])
     assert set(on_disk["extras"]["neighbours"]["verdicts"]) == {"cam", "lcam", "casm"}
+    # classifier accuracy on the demo's whole test split (10 images), beside the table's 4
+    acc = on_disk["extras"]["neighbours"]["accuracy"]
+    assert acc["cam"]["images"] == 10 and tables["cam"]["CAM"]["test_top1"] == acc["cam"]["top1"]
+    assert tables["casm"]["CASM L"]["test_top1"] == acc["casm_L"]["top1"]
     assert set(on_disk["extras"]["neighbours"]["seconds"]) == {"cam", "lcam_fm", "lcam_img", "casm_F", "casm_L",
                                                                "score"}
     assert set(on_disk["extras"]["pretrained"]["seconds"]) == {"linear_head", "decoder", "score"}

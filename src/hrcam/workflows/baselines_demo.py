@@ -34,7 +34,8 @@ from torch import nn
 from hrcam.explain.base import Explainer, resolve_targets
 from hrcam.workflows.demo.config import BASELINE_SETTINGS
 
-__all__ = ["DEMO_SETTINGS", "METHODS", "train_neighbours", "baseline_tables", "set_scores", "verdicts"]
+__all__ = ["DEMO_SETTINGS", "METHODS", "train_neighbours", "baseline_tables", "split_accuracy", "set_scores",
+           "verdicts"]
 
 #: run name → (``hrcam train`` sub-command, explainer name)
 METHODS = {"cam": ("cam", "camnet"), "lcam_fm": ("lcam", "lcam"), "lcam_img": ("lcam", "lcam"),
@@ -219,6 +220,26 @@ def baseline_tables(weights: dict, data_dir, split: str = "test", limit: int | N
                 tables["casm"][f"CASM {run[len('casm_'):]}"] = _score(net, e, x, y, gt, batch_size,
                                                                     ("localization", "masked"))
     return tables
+
+
+def split_accuracy(weights: dict, data_dir, split: str = "test", batch_size: int = 100) -> dict[str, dict]:
+    """Top-1 accuracy of each trained classifier on every image of ``data_dir/split``:
+    ``{run: {"top1", "images"}}`` for ``cam`` (the classifier L-CAM and CASM F explain) and each
+    ``casm_*`` run (whose classifier trains, except F's). The comparison tables score maps on a
+    subset; a classifier's accuracy needs no maps, so it is measured on the whole split.
+    """
+    from hrcam.data.splits import load_split
+    from hrcam.models.registry import load_network
+
+    out = {}
+    for run in (r for r in weights if r == "cam" or r.startswith("casm_")):
+        net, meta = load_network(weights[run])
+        net.eval()
+        x, y, _, _ = load_split(data_dir, split, int(meta["im_size"]), 3, None, net.num_classes)
+        with torch.no_grad():
+            pred = torch.cat([net(x[i:i + batch_size]).argmax(1) for i in range(0, x.shape[0], batch_size)])
+        out[run] = {"top1": float((pred == torch.as_tensor(y)).float().mean()), "images": int(x.shape[0])}
+    return out
 
 
 # -- verdicts ----------------------------------------------------------------------------------

@@ -76,13 +76,13 @@ def _extra_neighbours(out: Path, data_dir: Path, cfg: DemoConfig, stages: _Stage
                       progress: bool) -> dict:
     """Stage ``extra_neighbours``: CAM, L-CAM-Fm/-Img and CASM (per thinning strategy) on a subset of the
     demo data, and each paper's headline comparison on the subset's test images."""
-    from hrcam.workflows.baselines_demo import baseline_tables, train_neighbours, verdicts
+    from hrcam.workflows.baselines_demo import baseline_tables, split_accuracy, train_neighbours, verdicts
 
     nb = cfg.extra_settings("neighbours")
     key = _key(data_key, nb, cfg.seed)
     path = out / "extras" / "neighbours.json"
     cached = stages.cached_json("extra_neighbours", key, path, progress, "CAM / L-CAM / CASM")
-    if cached is not None and "tables" in cached:
+    if cached is not None and "tables" in cached and "accuracy" in cached:
         return cached
     _log(f"extra 'baselines': CAM, L-CAM, CASM {'/'.join(nb['thinnings'])} on {nb['backbone']}, {nb['train']} "
          f"train / {nb['test']} test images, {nb['im_size']} px", progress)
@@ -94,20 +94,36 @@ def _extra_neighbours(out: Path, data_dir: Path, cfg: DemoConfig, stages: _Stage
                                seconds=seconds, **train_kw)
     t1 = time.perf_counter()
     tables = baseline_tables(weights, sub, batch_size=nb["score_batch"])
+    accuracy = split_accuracy(weights, data_dir)
+    _add_split_accuracy(tables, accuracy)
     seconds["score"] = round(time.perf_counter() - t1, 2)
-    record = {"settings": nb, "tables": json_safe(tables), "verdicts": verdicts(tables), "seconds": seconds}
+    record = {"settings": nb, "tables": json_safe(tables), "verdicts": verdicts(tables), "accuracy": accuracy,
+              "seconds": seconds}
     write_text(path, json.dumps(record, indent=1))
     stages.record("extra_neighbours", key, time.perf_counter() - t0, **{f"seconds_{k}": v for k, v in seconds.items()})
     return record
 
+def _add_split_accuracy(tables: dict, accuracy: dict) -> None:
+    """Each row's ``test_top1``: the accuracy on the whole test split of the classifier it explains
+    (CAM's for the CAM and L-CAM tables, each CASM run's own)."""
+    for name in ("cam", "lcam"):
+        for row in tables.get(name, {}).values():
+            if "cam" in accuracy:
+                row["test_top1"] = accuracy["cam"]["top1"]
+    for label, row in tables.get("casm", {}).items():
+        run = "casm_" + label.removeprefix("CASM ")
+        if run in accuracy:
+            row["test_top1"] = accuracy[run]["top1"]
+
+
 #: the columns of each comparison table: (key, header)
 BASELINE_COLUMNS = {
-    "cam": [("clean_top1", "classifier acc."), ("pxap", "PxAP"), ("best_iou", "best-threshold IoU"),
+    "cam": [("clean_top1", "classifier acc."), ("test_top1", "acc., whole test split"), ("pxap", "PxAP"), ("best_iou", "best-threshold IoU"),
             ("maxboxacc_v2", "MaxBoxAccV2"), ("mask_iou", "mask IoU"), ("pointing_game", "pointing game"),
             ("box_acc_cam", "box acc. (CAM rule)")],
     "lcam": [(f"{m}@{q}", f"{m} {k} kept") for q, k in (("0", "100 %"), ("0.5", "50 %"), ("0.85", "15 %"))
              for m in ("AD", "IC")] + [("pxap", "PxAP")],
-    "casm": [("clean_top1", "classifier acc."), ("le_casm", "LE (CASM rule)"), ("box_acc_casm", "box acc. (CASM rule)"),
+    "casm": [("clean_top1", "classifier acc."), ("test_top1", "acc., whole test split"), ("le_casm", "LE (CASM rule)"), ("box_acc_casm", "box acc. (CASM rule)"),
              ("pxap", "PxAP"), ("mask_iou", "mask IoU"), ("mask_area", "mean mask"), ("masked_in_top1", "masked-in acc."),
              ("masked_out_top1", "masked-out acc."), ("inpainted_top1", "inpainted acc.")],
 }
@@ -131,6 +147,10 @@ def _neighbours_tables(record: dict) -> list:
     times = ", ".join(f"{k} {v:.0f} s" for k, v in sec.items())
     setting = (f"{nb['backbone']}{' (offline ImageNet weights)' if nb['pretrained'] else ''}, {nb['im_size']} px, "
                f"{nb['train']} train / {nb['test']} test images, batch {nb['batch_size']}. Wall time: {times}.")
+    n_all = next(iter(record.get("accuracy", {}).values()), {}).get("images")
+    if n_all:
+        setting += (f" Classifier acc.: on the table's {nb['test']} test images; acc., whole test split: on all "
+                    f"{n_all} test images of the demo data (no maps needed).")
     notes = {
         "cam": f"CAM: {nb['epochs']} epochs, Adam lr {nb['cam_lr']}, extra conv {nb['extra_channels']} channels; "
                "Grad-CAM at the backbone's last maps (at CAM's own layer it is ReLU(CAM)).",
