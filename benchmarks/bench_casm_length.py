@@ -35,7 +35,7 @@ def main() -> None:
 
     from hrcam.data.demo import build_demo_dataset
     from hrcam.train.recipes import FolderData, RunSettings, train_casm
-    from hrcam.workflows.baselines_demo import baseline_tables, train_neighbours
+    from hrcam.workflows.baselines_demo import baseline_tables, last_weights, train_neighbours
     from hrcam.workflows.demo.config import EXTRA_SETTINGS
     from hrcam.workflows.demo.extras import _subset_data
 
@@ -57,11 +57,11 @@ def main() -> None:
             run = RunSettings(name, epochs=args.epochs, results_root=out, logs_root=out / "logs", progress=False,
                               overwrite=True, seed=seed, num_maps=8, limit_train_batches=args.batches)
             t0 = time.perf_counter()
-            train_casm(data_mod, run, classifier=out / "cam", backbone=nb["backbone"], thinning=t,
+            train_casm(data_mod, run, classifier=last_weights(out, "cam"), backbone=nb["backbone"], thinning=t,
                        lr=nb["casm_lr"], warmup_epochs=nb["casm_warmup_epochs"],
                        lambda_ramp_steps=nb["lambda_ramp_steps"], fill=nb["casm_fill"])
             seconds[name] = round(time.perf_counter() - t0, 1)
-            weights[name] = out / name
+            weights[name] = last_weights(out, name)  # not the epoch that scored best on the test split
         tables = baseline_tables({k: v for k, v in weights.items() if k == "cam" or k.startswith("casm")}, sub,
                                  batch_size=nb["score_batch"])
         rows = {r: {m: tables[g][r].get(m) for m in METRICS} for g in ("cam", "casm") for r in tables[g]}

@@ -12,7 +12,7 @@ def test_train_and_score_the_baselines_on_demo_data(tmp_path):
                                batch_size=10, epochs=1, extra_channels=8, thinnings=("F", "L"), casm_epochs=2,
                                seconds=seconds)
     assert set(weights) == set(seconds) == {"cam", "lcam_fm", "lcam_img", "casm_F", "casm_L"}
-    assert all((w / "best_weights.safetensors").is_file() for w in weights.values())
+    assert all(w.name == "last_weights.safetensors" and w.is_file() for w in weights.values())
     tables = baseline_tables(weights, data, limit=4, batch_size=4, scorecam_batch=8)
     assert list(tables["cam"]) == ["CAM", "centre prior", "Grad-CAM (backbone maps)"]
     assert list(tables["lcam"]) == ["L-CAM-Img", "L-CAM-Fm", "Grad-CAM", "Grad-CAM++", "Score-CAM"]

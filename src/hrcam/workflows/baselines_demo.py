@@ -63,11 +63,12 @@ def train_neighbours(data_dir, out_dir, *, backbone: str = DEMO_SETTINGS["backbo
                      progress: bool = False, seed: int = 0, seconds: dict | None = None) -> dict[str, Path]:
     """Train CAM, L-CAM-Fm, L-CAM-Img (on the CAM network) and CASM per thinning strategy on ``data_dir``.
 
-    Weights under ``out_dir/<run>/``, logs under ``out_dir/logs/``. ``epochs`` are CAM's;
+    Weights under ``out_dir/<run>/``, logs under ``out_dir/logs/``; the returned paths (and the
+    classifier L-CAM and CASM start from) are each run's last-epoch weights (:func:`last_weights`). ``epochs`` are CAM's;
     ``casm_epochs`` (of at most ``casm_batches`` batches each; None = all) include the
     ``casm_warmup_epochs``. CASM's classifier starts as the CAM network (thinning F keeps it frozen);
     ``casm_fill`` replaces its masked-out pixels (``'zero'``: black, the seed's; ``'random'``: one
-    random colour per image). Returns ``{run: results folder}``;
+    random colour per image). Returns ``{run: last-epoch weights file}``;
     ``seconds``, when given, is filled with each run's training wall time.
     """
     import time
@@ -81,10 +82,11 @@ def train_neighbours(data_dir, out_dir, *, backbone: str = DEMO_SETTINGS["backbo
                                                      extra_channels=extra_channels))}
     for variant in ("fm", "img"):  # the frozen classifier is the CAM network just trained
         recipes[f"lcam_{variant}"] = (lcam_epochs, None, lambda run, v=variant: train_lcam(
-            data, run, classifier=out / "cam", backbone=backbone, variant=v, lr=lcam_lr, optimizer=lcam_optimizer))
+            data, run, classifier=last_weights(out, "cam"), backbone=backbone, variant=v, lr=lcam_lr,
+            optimizer=lcam_optimizer))
     for t in thinnings:  # CASM's classifier starts as the CAM network (F: stays it, frozen)
         recipes[f"casm_{t}"] = (casm_epochs, casm_batches, lambda run, t=t: train_casm(
-            data, run, classifier=out / "cam", backbone=backbone, thinning=t, lr=casm_lr,
+            data, run, classifier=last_weights(out, "cam"), backbone=backbone, thinning=t, lr=casm_lr,
             warmup_epochs=casm_warmup_epochs, lambda_ramp_steps=lambda_ramp_steps, fill=casm_fill))
     results = {}
     for name, (n_epochs, batches, recipe) in recipes.items():
@@ -94,8 +96,14 @@ def train_neighbours(data_dir, out_dir, *, backbone: str = DEMO_SETTINGS["backbo
         recipe(run)
         if seconds is not None:
             seconds[name] = round(time.perf_counter() - t0, 2)
-        results[name] = out / name
+        results[name] = last_weights(out, name)
     return results
+
+
+def last_weights(out: Path, run: str) -> Path:
+    """The last epoch's weights of ``run``. The recipes validate on the test split, so their "best"
+    checkpoint is chosen on the images the tables score; the demo uses the last epoch instead."""
+    return Path(out) / run / "last_weights.safetensors"
 
 
 # -- scoring -----------------------------------------------------------------------------------
