@@ -41,9 +41,9 @@ EXTRAS = ("neighbours", "pretrained")
 #: other accepted names of the extras (the baselines CAM / L-CAM / CASM were called "neighbours")
 EXTRA_ALIASES = {"baselines": "neighbours"}
 
-#: their small settings, each extra ≤ 2.5 min on a busy 2-core CPU (measured: pretrained 78 s =
-#: linear head 34 s + decoder 16 s + scoring 500 test images 28 s; neighbours 146 s = CAM 32 s +
-#: L-CAM 7 s + CASM 67 s + scoring 100 test images 40 s); the report gives each run's own times
+#: their small settings, together under the issue's 8 minutes on 2 cores (measured idle, 1 thread:
+#: pretrained 181 s = linear head 52 s + decoder 23 s + scoring 500 test images 105 s; neighbours
+#: 281 s = CAM 113 s + L-CAM 32 s + CASM 75 s + scoring 59 s); the report gives each run's own times
 EXTRA_SETTINGS = {
     # CAM / L-CAM / CASM: keyword arguments of train_neighbours plus the image subset
     # (``train``/``test`` images spread over the splits) and the scoring batch
