@@ -178,6 +178,8 @@ def test_extras_add_rows(micro):
     parser = argparse.ArgumentParser()
     add_run(parser.add_subparsers())
     assert parser.parse_args(["run", "--extras", "pretrained"]).extras == "pretrained"
+    assert parser.parse_args(["run"]).parallel_extras and not parser.parse_args(
+        ["run", "--no-parallel-extras"]).parallel_extras
     with pytest.raises(ValueError, match="extras"):
         DemoConfig(extras=("bogus",))
     with pytest.raises(ValueError, match="pretrained_settings"):

@@ -22,7 +22,8 @@ example:
   hrcam demo run --out /tmp/quick --train 500 --test 100 --half-epochs 2 --objectives reconstruction
   hrcam demo run --out results/demo --extras baselines,pretrained    # + the extra rows
 
---extras (opt-in, after the main stages, each with small settings and its wall time reported):
+--extras (opt-in, after the main stages, each with small settings and its wall time reported; where a
+second core is free, a second process trains the pretrained path and CASM F beside the rest):
   pretrained  frozen EfficientNet-Lite0 (offline weights), linear head fitted on the digits, a
               short decoder run: "Lite0 low-res / high-res / refined" rows in the localization table
   baselines   (old name: neighbours) CAM, L-CAM-Fm/-Img and CASM F/L trained on 2000 demo images
@@ -80,6 +81,9 @@ def add_run(subparsers) -> None:
         a.add_argument(f"--{name.replace('_', '-')}", f"--{name}", dest=name, type=positive_int, default=None)
     p.add_argument("--extras", default="", metavar="LIST",
                    help="comma list of extra stages: baselines (or its old name neighbours), pretrained (default: none; see below)")
+    p.add_argument("--no-parallel-extras", "--no_parallel_extras", dest="parallel_extras", action="store_false",
+                   help="train the extras in this process only (default: a second process takes the pretrained "
+                        "path and CASM F where a second core is free; same runs and seeds, less wall time)")
     p.set_defaults(func=run_run)
 
 
@@ -98,6 +102,7 @@ def run_run(args) -> int:
         overrides["objectives"] = tuple(o.strip() for o in args.objectives.split(",") if o.strip())
     if args.extras:
         overrides["extras"] = tuple(e.strip() for e in args.extras.split(",") if e.strip())
+    overrides["parallel_extras"] = args.parallel_extras
     arch = {k: getattr(args, k) for k in DEMO_ARCH_ARGS if getattr(args, k) is not None}
     try:
         if arch:  # on top of the preset for the data (with or without distractors)

@@ -60,7 +60,8 @@ def train_neighbours(data_dir, out_dir, *, backbone: str = DEMO_SETTINGS["backbo
                      casm_lr: float = DEMO_SETTINGS["casm_lr"],
                      lambda_ramp_steps: int = DEMO_SETTINGS["lambda_ramp_steps"],
                      casm_fill: str = DEMO_SETTINGS["casm_fill"],
-                     progress: bool = False, seed: int = 0, seconds: dict | None = None) -> dict[str, Path]:
+                     progress: bool = False, seed: int = 0, seconds: dict | None = None,
+                     executor=None) -> dict[str, Path]:
     """Train CAM, L-CAM-Fm, L-CAM-Img (on the CAM network) and CASM per thinning strategy on ``data_dir``.
 
     Weights under ``out_dir/<run>/``, logs under ``out_dir/logs/``; the returned paths (and the
@@ -70,34 +71,54 @@ def train_neighbours(data_dir, out_dir, *, backbone: str = DEMO_SETTINGS["backbo
     ``casm_fill`` replaces its masked-out pixels (``'zero'``: black, the seed's; ``'random'``: one
     random colour per image). Returns ``{run: last-epoch weights file}``;
     ``seconds``, when given, is filled with each run's training wall time.
+
+    ``executor`` (a :class:`concurrent.futures.Executor` of another process, optional) trains every
+    CASM run but the last there, beside the runs here: each run seeds itself, so the weights are the
+    same either way (at the same torch thread count).
     """
-    import time
+    import dataclasses
 
     from hrcam.train.recipes import FolderData, RunSettings, train_cam, train_casm, train_lcam
 
     out = Path(out_dir)
     data = FolderData(data_dir, im_size=im_size, batch_size=batch_size, augment=False)
     backbone_args = {"backbone": backbone, "pretrained": pretrained}
-    recipes = {"cam": (epochs, None, lambda run: train_cam(data, run, **backbone_args, lr=cam_lr,
-                                                     extra_channels=extra_channels))}
-    for variant in ("fm", "img"):  # the frozen classifier is the CAM network just trained
-        recipes[f"lcam_{variant}"] = (lcam_epochs, None, lambda run, v=variant: train_lcam(
-            data, run, classifier=last_weights(out, "cam"), backbone=backbone, variant=v, lr=lcam_lr,
-            optimizer=lcam_optimizer))
-    for t in thinnings:  # CASM's classifier starts as the CAM network (F: stays it, frozen)
-        recipes[f"casm_{t}"] = (casm_epochs, casm_batches, lambda run, t=t: train_casm(
-            data, run, classifier=last_weights(out, "cam"), backbone=backbone, thinning=t, lr=casm_lr,
-            warmup_epochs=casm_warmup_epochs, lambda_ramp_steps=lambda_ramp_steps, fill=casm_fill))
-    results = {}
-    for name, (n_epochs, batches, recipe) in recipes.items():
-        run = RunSettings(name, epochs=n_epochs, results_root=out, logs_root=out / "logs", progress=progress,
-                          overwrite=True, seed=seed, num_maps=8, limit_train_batches=batches)
-        t0 = time.perf_counter()
-        recipe(run)
-        if seconds is not None:
-            seconds[name] = round(time.perf_counter() - t0, 2)
-        results[name] = last_weights(out, name)
-    return results
+
+    def run_settings(name: str, n_epochs: int, batches: int | None = None):
+        return RunSettings(name, epochs=n_epochs, results_root=out, logs_root=out / "logs", progress=progress,
+                           overwrite=True, seed=seed, num_maps=8, limit_train_batches=batches)
+
+    timed = {"cam": _timed_run(train_cam, data, run_settings("cam", epochs), **backbone_args, lr=cam_lr,
+                               extra_channels=extra_channels)}
+    # L-CAM's frozen classifier and CASM's starting one are the CAM network just trained (F keeps it frozen)
+    casm = {f"casm_{t}": (train_casm, data, run_settings(f"casm_{t}", casm_epochs, casm_batches),
+                          {"classifier": last_weights(out, "cam"), "backbone": backbone, "thinning": t,
+                           "lr": casm_lr, "warmup_epochs": casm_warmup_epochs,
+                           "lambda_ramp_steps": lambda_ramp_steps, "fill": casm_fill}) for t in thinnings}
+    side = list(casm)[:-1] if executor is not None else []
+    futures = {name: executor.submit(_timed_run, fn, d, dataclasses.replace(r, progress=False), **kw)
+               for name, (fn, d, r, kw) in casm.items() if name in side}  # no bars from the other process
+    for variant in ("fm", "img"):
+        timed[f"lcam_{variant}"] = _timed_run(train_lcam, data, run_settings(f"lcam_{variant}", lcam_epochs),
+                                              classifier=last_weights(out, "cam"), backbone=backbone,
+                                              variant=variant, lr=lcam_lr, optimizer=lcam_optimizer)
+    for name, (fn, d, r, kw) in casm.items():
+        if name not in side:
+            timed[name] = _timed_run(fn, d, r, **kw)
+    for name, future in futures.items():
+        timed[name] = future.result()
+    if seconds is not None:
+        seconds.update({name: timed[name] for name in ["cam", "lcam_fm", "lcam_img", *casm]})
+    return {name: last_weights(out, name) for name in ["cam", "lcam_fm", "lcam_img", *casm]}
+
+
+def _timed_run(recipe, data, run, **kwargs) -> float:
+    """Train one run with ``recipe`` (a :mod:`hrcam.train.recipes` function); its wall time in seconds."""
+    import time
+
+    t0 = time.perf_counter()
+    recipe(data, run, **kwargs)
+    return round(time.perf_counter() - t0, 2)
 
 
 def last_weights(out: Path, run: str) -> Path:

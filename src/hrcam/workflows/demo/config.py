@@ -96,6 +96,8 @@ class DemoConfig:
     extras: tuple[str, ...] = ()
     neighbours_settings: dict = field(default_factory=dict)
     pretrained_settings: dict = field(default_factory=dict)
+    # train the extras in two processes where a second core is free (same runs, same seeds)
+    parallel_extras: bool = True
 
     def __post_init__(self):
         from hrcam.train.modules import OBJECTIVES

@@ -13,24 +13,96 @@ from hrcam.workflows.demo.config import DemoConfig
 PRETRAINED_LABELS = {"low": "low-res CAM", "high": "high-res CAM", "refined": "refined"}
 
 
-def _extra_pretrained(out: Path, data_dir: Path, cfg: DemoConfig, stages: _Stages, data_key: str,
-                      progress: bool) -> dict:
-    """Stage ``extra_pretrained``: frozen Lite0 + linear head + decoder, scored like the demo maps."""
-    from hrcam.metrics.classification import classification_metrics
-    from hrcam.workflows.pretrained_demo import fit_pretrained_digits, score_pretrained
+def run_extras(out: Path, data_dir: Path, cfg: DemoConfig, stages: _Stages, data_key: str,
+               progress: bool) -> dict[str, dict]:
+    """The opt-in extras ``cfg.extras`` asks for, each reused when finished: ``{name: record}``.
 
+    Where a second core is free (this process's torch threads at most half the CPUs) and
+    ``cfg.parallel_extras`` allows, one worker process takes the pretrained path and every CASM run
+    but the last while this one trains CAM, L-CAM and the last CASM: the same runs and seeds, so the
+    same records, in less wall time.
+    """
+    import torch
+
+    records: dict[str, dict] = {}
+    todo = [name for name in ("pretrained", "neighbours") if name in cfg.extras]
+    side_ok = cfg.parallel_extras and 2 * torch.get_num_threads() <= _cpus()
+    executor = _side_executor(torch.get_num_threads()) if side_ok and todo else None
+    try:
+        pending = None
+        if "pretrained" in todo:
+            records["pretrained"], pending = _extra_pretrained(out, data_dir, cfg, stages, data_key, progress,
+                                                               executor)
+        if "neighbours" in todo:
+            records["neighbours"] = _extra_neighbours(out, data_dir, cfg, stages, data_key, progress, executor)
+        if pending is not None:
+            records["pretrained"] = pending()
+    finally:
+        if executor is not None:
+            executor.shutdown(cancel_futures=True)
+    return {name: records[name] for name in todo}
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _side_executor(threads: int):
+    """One worker process (spawned: no forked torch state) with ``threads`` torch threads."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_set_threads,
+                               initargs=(threads,))
+
+
+def _set_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _extra_pretrained(out: Path, data_dir: Path, cfg: DemoConfig, stages: _Stages, data_key: str,
+                      progress: bool, executor=None):
+    """Stage ``extra_pretrained``: frozen Lite0 + linear head + decoder, scored like the demo maps.
+
+    Returns ``(record, None)``, or with ``executor`` and no finished stage ``(None, finish)``:
+    it runs there, and ``finish()`` waits for it, records the stage and returns the record."""
     ps = cfg.extra_settings("pretrained")
     limit = ps["test_limit"] if ps["test_limit"] is not None else cfg.limit
     key = _key(data_key, ps, limit, cfg.seed)
     path = out / "extras" / "pretrained.json"
     cached = stages.cached_json("extra_pretrained", key, path, progress, "the pretrained-path evaluation")
     if cached is not None:
-        return cached
+        return cached, None
+    where = " (in a second process, without progress bars)" if executor is not None else ""
     _log(f"extra 'pretrained': {ps['backbone']} frozen, linear head on the digits, decoder "
-         f"{ps['decoder_steps']} steps, {ps['im_size']} px", progress)
+         f"{ps['decoder_steps']} steps, {ps['im_size']} px{where}", progress)
     t0 = time.perf_counter()
+
+    def finish(record: dict) -> dict:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text(path, json.dumps(record, indent=1))
+        stages.record("extra_pretrained", key, time.perf_counter() - t0,
+                      **{f"seconds_{k}": v for k, v in record["seconds"].items()})
+        _log(f"extra 'pretrained' finished: accuracy {record['accuracy']:.3f}", progress and executor is not None)
+        return record
+
+    if executor is None:
+        return finish(_pretrained_record(data_dir, ps, limit, cfg.seed, progress)), None
+    future = executor.submit(_pretrained_record, data_dir, ps, limit, cfg.seed, False)
+    return None, lambda: finish(future.result())
+
+
+def _pretrained_record(data_dir: Path, ps: dict, limit: int | None, seed: int, progress: bool) -> dict:
+    """Fit and score the pretrained path (settings ``ps``); the JSON record of the stage."""
+    from hrcam.metrics.classification import classification_metrics
+    from hrcam.workflows.pretrained_demo import fit_pretrained_digits, score_pretrained
+
     fit = {k: v for k, v in ps.items() if k != "test_limit"}
-    net, info = fit_pretrained_digits(data_dir, seed=cfg.seed, progress=progress, **fit)
+    net, info = fit_pretrained_digits(data_dir, seed=seed, progress=progress, **fit)
     t1 = time.perf_counter()
     res = score_pretrained(net, data_dir, ps["im_size"], limit=limit, progress=progress)
     backbone = getattr(net, "backbone", net)
@@ -38,12 +110,8 @@ def _extra_pretrained(out: Path, data_dir: Path, cfg: DemoConfig, stages: _Stage
     seconds = {"linear_head": info["seconds_head"],
                "decoder": (info["decoder"] or {}).get("seconds", 0.0),
                "score": round(time.perf_counter() - t1, 2)}
-    record = {"settings": ps, "summary": json_safe(res.summary), "count": len(res.paths),
-              "accuracy": cls["top1"], "top5": cls["top5"], "info": json_safe(info), "seconds": seconds}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_text(path, json.dumps(record, indent=1))
-    stages.record("extra_pretrained", key, time.perf_counter() - t0, **{f"seconds_{k}": v for k, v in seconds.items()})
-    return record
+    return json_safe({"settings": ps, "summary": res.summary, "count": len(res.paths),
+                      "accuracy": cls["top1"], "top5": cls["top5"], "info": info, "seconds": seconds})
 
 def _subset_data(data_dir: Path, dest: Path, train: int, test: int) -> Path:
     """A copy of ``train`` / ``test`` images spread over each split (so over the classes), same
@@ -73,7 +141,7 @@ def _subset_data(data_dir: Path, dest: Path, train: int, test: int) -> Path:
     return dest
 
 def _extra_neighbours(out: Path, data_dir: Path, cfg: DemoConfig, stages: _Stages, data_key: str,
-                      progress: bool) -> dict:
+                      progress: bool, executor=None) -> dict:
     """Stage ``extra_neighbours``: CAM, L-CAM-Fm/-Img and CASM (per thinning strategy) on a subset of the
     demo data, and each paper's headline comparison on the subset's test images."""
     from hrcam.workflows.baselines_demo import baseline_tables, split_accuracy, train_neighbours, verdicts
@@ -91,7 +159,7 @@ def _extra_neighbours(out: Path, data_dir: Path, cfg: DemoConfig, stages: _Stage
     seconds: dict = {}
     train_kw = {k: v for k, v in nb.items() if k not in ("train", "test", "score_batch")}
     weights = train_neighbours(sub, out / "extras" / "neighbours", seed=cfg.seed, progress=progress,
-                               seconds=seconds, **train_kw)
+                               seconds=seconds, executor=executor, **train_kw)
     t1 = time.perf_counter()
     tables = baseline_tables(weights, sub, batch_size=nb["score_batch"])
     accuracy = split_accuracy(weights, data_dir)

@@ -13,7 +13,7 @@ from hrcam.train.objectives import FaithfulnessWeights
 from hrcam.viz.gallery import gallery_figure
 from hrcam.workflows.demo.cache import _key, _load_examples, _log, _save_examples, _Stages
 from hrcam.workflows.demo.config import DemoConfig
-from hrcam.workflows.demo.extras import PRETRAINED_LABELS, _extra_neighbours, _extra_pretrained, _neighbours_tables
+from hrcam.workflows.demo.extras import PRETRAINED_LABELS, _neighbours_tables, run_extras
 from hrcam.workflows.demo.maps_table import BASELINES, GALLERY_COLUMNS, MAPS_VERSION, collect_maps, score_maps
 from hrcam.workflows.demo.report import _best_maps, _compare_table, _kind_label, _write_report
 from hrcam.workflows.demo.training import _train_full, _train_half
@@ -153,11 +153,7 @@ def _run(out: Path, data_dir: Path, cfg: DemoConfig, force: bool, progress: bool
         compare_table = _compare_table(json.loads(cmp_json.read_text()), cfg)
 
     # 5b. opt-in extras ----------------------------------------------------------------------
-    extras: dict[str, dict] = {}
-    if "pretrained" in cfg.extras:
-        extras["pretrained"] = _extra_pretrained(out, data_dir, cfg, stages, data_key, progress)
-    if "neighbours" in cfg.extras:
-        extras["neighbours"] = _extra_neighbours(out, data_dir, cfg, stages, data_key, progress)
+    extras = run_extras(out, data_dir, cfg, stages, data_key, progress)
 
     # 6. figures and report --------------------------------------------------------------------
     t0 = time.perf_counter()
