@@ -58,7 +58,7 @@ def test_verdicts_follow_the_numbers():
 
 
 def test_casm_runs_in_a_worker_process_give_the_same_weights(tmp_path):
-    """train_neighbours(executor=...) trains CASM F in another process beside the others: each run seeds
+    """train_neighbours(executor=...) trains L-CAM and CASM F in another process beside CAM and CASM L: each run seeds
     itself, so every weight file is bit-identical to the one-process run's."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor

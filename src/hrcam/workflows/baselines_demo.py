@@ -72,8 +72,8 @@ def train_neighbours(data_dir, out_dir, *, backbone: str = DEMO_SETTINGS["backbo
     random colour per image). Returns ``{run: last-epoch weights file}``;
     ``seconds``, when given, is filled with each run's training wall time.
 
-    ``executor`` (a :class:`concurrent.futures.Executor` of another process, optional) trains every
-    CASM run but the last there, beside the runs here: each run seeds itself, so the weights are the
+    ``executor`` (a :class:`concurrent.futures.Executor` of another process, optional) trains the
+    L-CAM runs and every CASM run but the last there, beside the last one here: each run seeds itself, so the weights are the
     same either way (at the same torch thread count).
     """
     import dataclasses
@@ -91,25 +91,25 @@ def train_neighbours(data_dir, out_dir, *, backbone: str = DEMO_SETTINGS["backbo
     timed = {"cam": _timed_run(train_cam, data, run_settings("cam", epochs), **backbone_args, lr=cam_lr,
                                extra_channels=extra_channels)}
     # L-CAM's frozen classifier and CASM's starting one are the CAM network just trained (F keeps it frozen)
-    casm = {f"casm_{t}": (train_casm, data, run_settings(f"casm_{t}", casm_epochs, casm_batches),
-                          {"classifier": last_weights(out, "cam"), "backbone": backbone, "thinning": t,
-                           "lr": casm_lr, "warmup_epochs": casm_warmup_epochs,
-                           "lambda_ramp_steps": lambda_ramp_steps, "fill": casm_fill}) for t in thinnings}
-    side = list(casm)[:-1] if executor is not None else []
+    later = {f"lcam_{v}": (train_lcam, data, run_settings(f"lcam_{v}", lcam_epochs),
+                           {"classifier": last_weights(out, "cam"), "backbone": backbone, "variant": v,
+                            "lr": lcam_lr, "optimizer": lcam_optimizer}) for v in ("fm", "img")}
+    later.update({f"casm_{t}": (train_casm, data, run_settings(f"casm_{t}", casm_epochs, casm_batches),
+                                {"classifier": last_weights(out, "cam"), "backbone": backbone, "thinning": t,
+                                 "lr": casm_lr, "warmup_epochs": casm_warmup_epochs,
+                                 "lambda_ramp_steps": lambda_ramp_steps, "fill": casm_fill}) for t in thinnings})
+    # with an executor, every run but the last (by default CASM L, the longest) goes there
+    side = list(later)[:-1] if executor is not None else []
     futures = {name: executor.submit(_timed_run, fn, d, dataclasses.replace(r, progress=False), **kw)
-               for name, (fn, d, r, kw) in casm.items() if name in side}  # no bars from the other process
-    for variant in ("fm", "img"):
-        timed[f"lcam_{variant}"] = _timed_run(train_lcam, data, run_settings(f"lcam_{variant}", lcam_epochs),
-                                              classifier=last_weights(out, "cam"), backbone=backbone,
-                                              variant=variant, lr=lcam_lr, optimizer=lcam_optimizer)
-    for name, (fn, d, r, kw) in casm.items():
+               for name, (fn, d, r, kw) in later.items() if name in side}  # no bars from the other process
+    for name, (fn, d, r, kw) in later.items():
         if name not in side:
             timed[name] = _timed_run(fn, d, r, **kw)
     for name, future in futures.items():
         timed[name] = future.result()
     if seconds is not None:
-        seconds.update({name: timed[name] for name in ["cam", "lcam_fm", "lcam_img", *casm]})
-    return {name: last_weights(out, name) for name in ["cam", "lcam_fm", "lcam_img", *casm]}
+        seconds.update({name: timed[name] for name in ["cam", *later]})
+    return {name: last_weights(out, name) for name in ["cam", *later]}
 
 
 def _timed_run(recipe, data, run, **kwargs) -> float:

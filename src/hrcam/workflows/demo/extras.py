@@ -18,8 +18,8 @@ def run_extras(out: Path, data_dir: Path, cfg: DemoConfig, stages: _Stages, data
     """The opt-in extras ``cfg.extras`` asks for, each reused when finished: ``{name: record}``.
 
     Where a second core is free (this process's torch threads at most half the CPUs) and
-    ``cfg.parallel_extras`` allows, one worker process takes the pretrained path and every CASM run
-    but the last while this one trains CAM, L-CAM and the last CASM: the same runs and seeds, so the
+    ``cfg.parallel_extras`` allows, one worker process takes the pretrained path, L-CAM and every
+    CASM run but the last while this one trains CAM and the last CASM: the same runs and seeds, so the
     same records, in less wall time.
     """
     import torch
