@@ -20,8 +20,12 @@ def run_extras(out: Path, data_dir: Path, cfg: DemoConfig, stages: _Stages, data
     Where a second core is free (this process's torch threads at most half the CPUs) and
     ``cfg.parallel_extras`` allows, one worker process takes the pretrained path, L-CAM and every
     CASM run but the last while this one trains CAM and the last CASM: the same runs and seeds, so the
-    same records, in less wall time.
+    same records, in less wall time. Like any spawned process, it imports the calling script again:
+    a script that calls :func:`~hrcam.workflows.demo.run_demo` with extras needs the usual
+    ``if __name__ == "__main__":`` guard (the ``hrcam`` command has it), or ``parallel_extras=False``.
     """
+    from concurrent.futures.process import BrokenProcessPool
+
     import torch
 
     records: dict[str, dict] = {}
@@ -37,6 +41,12 @@ def run_extras(out: Path, data_dir: Path, cfg: DemoConfig, stages: _Stages, data
             records["neighbours"] = _extra_neighbours(out, data_dir, cfg, stages, data_key, progress, executor)
         if pending is not None:
             records["pretrained"] = pending()
+    except BrokenProcessPool as e:
+        raise RuntimeError(
+            "the demo extras' second process stopped before it finished (its traceback is above). If you "
+            "call run_demo from a script, put the call under `if __name__ == \"__main__\":` (a spawned "
+            "process imports the script again), or run with parallel_extras=False "
+            "(hrcam demo run --no-parallel-extras)") from e
     finally:
         if executor is not None:
             executor.shutdown(cancel_futures=True)
