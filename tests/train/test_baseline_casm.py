@@ -255,3 +255,37 @@ def test_a_cam_network_as_casms_classifier_round_trips(tmp_path):
     assert isinstance(back.classifier, CAMNet)
     with torch.no_grad():
         assert torch.allclose(back.eval().logits_and_mask(x)[1], mask, atol=1e-6)
+
+
+def test_one_step_gives_each_network_the_gradient_of_its_own_loss():
+    """L (no pool): the masker gets d(masker loss)/d(masker), the classifier d(CE on the masked-out
+    image)/d(classifier) on top of its clean step, computed here independently with autograd.grad."""
+    from hrcam.models.baselines.casm import mask_out, masker_loss
+
+    module, net, opt_c, opt_m = setup("L")
+    x, y = torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 2, 0])
+    ref = copy.deepcopy(net)
+    # the reference: the clean pass and classifier step (SGD, as opt_c); the mask from that pass's
+    # features, scored by the classifier after its step
+    ref_opt = torch.optim.SGD(ref.classifier.parameters(), **opt_c.defaults)
+    logits, stages = ref.classify(x)
+    ref_opt.zero_grad()
+    torch.nn.functional.cross_entropy(logits, y).backward()
+    ref_opt.step()
+    mask = ref.mask(stages, x.shape[-2:])
+    masked_logits = ref.classifier(mask_out(x, mask, "zero"))
+    loss = masker_loss(logits.detach(), masked_logits, y, mask, module.lambda_r)["loss"]
+    m_params = list(ref.masker.parameters())
+    c_params = list(ref.classifier.parameters())
+    g_masker = torch.autograd.grad(loss, m_params, retain_graph=True)
+    g_classifier = torch.autograd.grad(torch.nn.functional.cross_entropy(masked_logits, y), c_params)
+    captured = {}
+    step = opt_c.step
+    opt_c.step = lambda: (captured.update(c=[p.grad.clone() for p in net.classifier.parameters()]), step())
+    casm_update(net, x, y, strategy=module.strategy, lambda_r=module.lambda_r, opt_masker=opt_m,
+                opt_classifier=opt_c, pool=None, rng=module.rng, step=0, clip=0.0)
+    # the masker's gradient is still on its parameters after its (Adam) step
+    for p, g in zip(net.masker.parameters(), g_masker):
+        assert torch.allclose(p.grad, g, atol=1e-6), "masker gradient"
+    for got, g in zip(captured["c"], g_classifier):
+        assert torch.allclose(got, g, atol=1e-6), "classifier gradient"

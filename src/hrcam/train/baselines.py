@@ -222,9 +222,9 @@ def casm_update(net: CASMNet, x: torch.Tensor, y: torch.Tensor, *, strategy, lam
        ``fill``, black or one random colour per image);
     3. scorer: a random pool snapshot (probability ``strategy.pool_prob``) or the current
        classifier;
-    4. masker loss backward (graph kept when the classifier also learns from the masked-out
-       image), masker gradients saved; CE on the masked-out image backward for the classifier;
-       masker gradients restored and clipped; then both optimizer steps.
+    4. masker loss backward into the masker only (graph kept when the classifier also learns
+       from the masked-out image); CE on the masked-out image backward into the classifier only;
+       masker gradients clipped; then both optimizer steps.
     """
     backward = backward or (lambda loss, **kw: loss.backward(**kw))
     if pool is not None and strategy.pool_prob > 0 and confuser is None:
@@ -257,15 +257,15 @@ def casm_update(net: CASMNet, x: torch.Tensor, y: torch.Tensor, *, strategy, lam
         update_classifier = not strategy.fixed_classifier
     terms = masker_loss(logits, masked_logits, y, mask, lambda_r)
     opt_masker.zero_grad()
-    backward(terms["loss"], retain_graph=update_classifier)
+    # each backward reaches only the parameters its loss trains (``inputs``): no classifier weight
+    # gradients from the masker's loss, no pass back into the masker from the classifier's
+    masker_params = [p for p in masker.parameters() if p.requires_grad]
+    backward(terms["loss"], retain_graph=update_classifier, inputs=masker_params or None)
     masked_ce = F.cross_entropy(masked_logits.detach(), y)
     if update_classifier:
-        saved = [None if p.grad is None else p.grad.clone() for p in masker.parameters()]
         opt_classifier.zero_grad()
         masked_ce = F.cross_entropy(masked_logits, y)
-        backward(masked_ce)
-        for p, g in zip(masker.parameters(), saved):
-            p.grad = g
+        backward(masked_ce, inputs=[p for p in classifier.parameters() if p.requires_grad] or None)
     if clip:
         torch.nn.utils.clip_grad_norm_(masker.parameters(), clip)
     opt_masker.step()
