@@ -95,3 +95,30 @@ def test_compiled_fit_hands_the_compiler_the_concatenating_blocks():
         m.on_fit_start()
     assert flags(eager) == {"auto"} and flags(compiled) == {False}
     assert compiled.net._compiled_call_impl is not None and eager.net._compiled_call_impl is None
+
+
+def test_baseline_modules_train_in_channels_last_and_leave_the_net_as_it_was(data, tmp_path):
+    """CAM / L-CAM / CASM modules share the hooks (hrcam.train.memory_format): channels-last batches
+    reach the step, and after fit the network is back in the default layout; off, nothing changes."""
+    from hrcam.cli import build_parser
+    from hrcam.cli.train_baselines import _settings as baseline_settings
+    from hrcam.models.baselines.camnet import CAMNet
+    from hrcam.train.baselines import CAMModule
+
+    for channels_last in (True, False):
+        torch.manual_seed(0)
+        dm = FolderDataModule(data, im_size=32, batch_size=6, augment=False)
+        module = CAMModule(CAMNet.build("resnet18", dm.num_classes, extra_channels=8), im_size=32,
+                           class_names=dm.classes)
+        module.channels_last = channels_last
+        seen, step = [], module.training_step
+        module.training_step = lambda batch, batch_idx: (seen.append(
+            batch[0].is_contiguous(memory_format=torch.channels_last)), step(batch, batch_idx))[1]
+        fit(module, dm, f"cam{channels_last}", epochs=1, results_root=tmp_path / "results",
+            logs_root=tmp_path / "logs", progress=False, accelerator="cpu", devices=1)
+        assert seen and all(s == channels_last for s in seen)
+        assert all(p.is_contiguous() for p in module.net.parameters())
+    p = build_parser()
+    base = ["train", "casm", "--data_dir", "d", "--results_name", "r"]
+    assert baseline_settings(p.parse_args(base))[1].channels_last is True
+    assert baseline_settings(p.parse_args([*base, "--no_channels_last"]))[1].channels_last is False

@@ -37,6 +37,7 @@ from hrcam.models.baselines.camnet import CAMNet
 from hrcam.models.baselines.casm import FILLS, CASMNet, ClassifierPool, mask_out, masker_loss, thinning
 from hrcam.models.baselines.lcam import LCAMNet, lcam_loss
 from hrcam.models.registry import model_metadata
+from hrcam.train.memory_format import ChannelsLastFit
 
 __all__ = ["COLLAPSE_AREA", "CAMModule", "LCAMModule", "CASMModule", "MaskCollapseWarning", "casm_update"]
 
@@ -44,7 +45,7 @@ __all__ = ["COLLAPSE_AREA", "CAMModule", "LCAMModule", "CASMModule", "MaskCollap
 COLLAPSE_AREA = 0.01
 
 
-class _Module(L.LightningModule):
+class _Module(ChannelsLastFit, L.LightningModule):
     kind = ""
 
     def __init__(self, im_size: int, class_names):

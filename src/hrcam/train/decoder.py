@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader, Dataset
 from hrcam.models.pretrained.backbones import build_backbone
 from hrcam.models.pretrained.decoder import DecoderNet
 from hrcam.models.registry import model_metadata
+from hrcam.train.memory_format import ChannelsLastFit
 from hrcam.train.objectives import FaithfulnessWeights, faithfulness_terms
 
 __all__ = [
@@ -68,7 +69,7 @@ def decoder_consistency_loss(net: DecoderNet, a_low: torch.Tensor, a_high: torch
     return (high_pooled - low).pow(2).mean()
 
 
-class DecoderModule(L.LightningModule):
+class DecoderModule(ChannelsLastFit, L.LightningModule):
     """Lightning module for :class:`DecoderNet` (the runner's ``fit`` exports ``self.net``).
 
     ``faithfulness`` takes the :class:`~hrcam.train.objectives.FaithfulnessWeights` fields as a

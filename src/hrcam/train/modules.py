@@ -35,6 +35,7 @@ from torch import nn
 from hrcam.models.hrcam.fcdensenet import set_memory_efficient
 from hrcam.models.hrcam.nets import FullNet, HalfNet
 from hrcam.models.registry import model_metadata
+from hrcam.train.memory_format import ChannelsLastFit
 from hrcam.train.objectives import FaithfulnessWeights, faithfulness_terms
 
 OBJECTIVES = ("reconstruction", "consistency", "smoothness", "faithfulness")
@@ -70,7 +71,7 @@ def consistency_loss(weight: torch.Tensor, a_low: torch.Tensor, a_high: torch.Te
     return torch.einsum("kc,nchw->nkhw", weight, diff).pow(2).mean()
 
 
-class _Base(L.LightningModule):
+class _Base(ChannelsLastFit, L.LightningModule):
     kind = "half"
 
     def __init__(self, lr: float, rho: float, weight_decay: float, class_names, im_size: int):
@@ -92,15 +93,11 @@ class _Base(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "train_loss",
                                                    "interval": "epoch"}}
 
-    #: model and batches in channels-last memory format during fit (faster CPU convolutions, same math;
-    #: ``hrcam train --no_channels_last`` turns it off)
-    channels_last: bool = True
     #: run the network through ``torch.compile`` during fit (``hrcam train --compile``)
     compile_net: bool = False
 
     def on_fit_start(self):
-        if self.channels_last:
-            self.net.to(memory_format=torch.channels_last)
+        super().on_fit_start()  # channels-last (ChannelsLastFit)
         if self.compile_net:
             # the compiler fuses BN → ReLU and recomputes on its own; the blocks' hand-written
             # recomputation (autograd Functions) would split its graph: measured slower
@@ -108,12 +105,6 @@ class _Base(L.LightningModule):
             self.net.compile()
             if hasattr(self.net, "forward_all"):  # FullModule calls it directly, not through __call__
                 self.net.forward_all = torch.compile(self.net.forward_all)
-
-    def on_after_batch_transfer(self, batch, dataloader_idx):
-        if self.channels_last and isinstance(batch, (list, tuple)) and torch.is_tensor(batch[0]) \
-                and batch[0].dim() == 4:
-            batch = [batch[0].contiguous(memory_format=torch.channels_last), *batch[1:]]
-        return batch
 
     def export_state(self):
         return self.net.state_dict(), model_metadata(self.kind, self.net, self.im_size, self.class_names)
