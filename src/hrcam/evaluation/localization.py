@@ -38,6 +38,7 @@ from hrcam.evaluation.sharding import (
     shard,
 )
 from hrcam.metrics.localization import localization_metrics, summarize
+from hrcam.models.base import cpu_channels_last
 
 __all__ = ["MAP_KINDS", "MAP_LABELS", "REFERENCE_KINDS", "LocalizationResult", "center_prior",
            "colour_distance_map", "evaluate_localization", "select_indices"]
@@ -239,7 +240,8 @@ def _localize(common: dict, batches: list[int], rank: int) -> dict:
         idx = batch.indices
         x = batch.images.to(device)
         y = [common["labels"][k] for k in idx]
-        res = compute_cams(model.net, x, high=has_high)
+        # on the CPU the pass reads a channels-last copy: faster convolutions, same math to float tolerance
+        res = compute_cams(model.net, cpu_channels_last(x), high=has_high)
         pred = res.classes.cpu().numpy()
         maps = {"low": res.low.cpu().numpy(), "center": np.broadcast_to(prior, (len(idx), size, size)),
                 "colour": colour_distance_map(x)}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from hrcam.explain.base import Explainer, resolve_targets
-from hrcam.models.base import CAMNetwork, class_maps
+from hrcam.models.base import CAMNetwork, class_maps, cpu_channels_last
 
 
 def _require_high_res(model) -> None:
@@ -32,10 +32,8 @@ def high_low_maps(model: CAMNetwork, x: torch.Tensor, targets):
     image, from the same features for the low- and the high-res map); the returned tensors are
     ordinary (not inference) tensors.
     """
-    if x.device.type == "cpu" and x.dim() == 4:
-        x = x.contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
-        out = model.forward_maps(x, high=True)
+        out = model.forward_maps(cpu_channels_last(x), high=True)
         if out.high_features is None:
             raise ValueError(f"model: {type(model).__name__}.forward_maps(high=True) gave no high_features")
         t = resolve_targets(targets, out.logits)
