@@ -1,4 +1,6 @@
 """CAM (Zhou et al.) on a torchvision backbone: head structure, maps, fine-tuning."""
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -104,3 +106,29 @@ def test_cam_picture_for_the_label():
     assert not torch.allclose(pic, other)
     with pytest.raises(ValueError, match="label"):
         CAMModule(net, label=3)
+
+
+def test_cosine_schedule_decays_the_rate_to_zero_over_the_fit(tmp_path):
+    from tests.helpers import make_colour_dataset
+
+    from hrcam.train.datamodule import FolderDataModule
+    from hrcam.train.runner import fit
+
+    with pytest.raises(ValueError, match="lr_schedule"):
+        CAMModule(small_net(), lr_schedule="step")
+    dm = FolderDataModule(make_colour_dataset(tmp_path / "data", per_class=(4, 2)), im_size=32, batch_size=4,
+                          augment=False)
+    rates = {}
+    for schedule in ("constant", "cosine"):
+        module = CAMModule(CAMNet.build("resnet18", dm.num_classes, extra_channels=8), lr_schedule=schedule,
+                           im_size=32, class_names=dm.classes)
+        seen, step = [], module.training_step
+        module.training_step = lambda batch, batch_idx: (seen.append(
+            module.trainer.optimizers[0].param_groups[0]["lr"]), step(batch, batch_idx))[1]
+        fit(module, dm, schedule, epochs=2, results_root=tmp_path / "results", logs_root=tmp_path / "logs",
+            progress=False, accelerator="cpu", devices=1)
+        rates[schedule] = seen
+    assert len(rates["cosine"]) == 6 and set(rates["constant"]) == {1e-3}
+    assert rates["cosine"][0] == 1e-3 and all(a > b for a, b in zip(rates["cosine"], rates["cosine"][1:]))
+    # cosine over 6 steps: the last step runs at lr * (1 + cos(5π/6)) / 2
+    assert rates["cosine"][-1] == pytest.approx(1e-3 * (1 + math.cos(5 * math.pi / 6)) / 2)

@@ -90,6 +90,9 @@ def register_train(sub) -> None:
     cam.add_argument("--freeze_backbone", action="store_true", help="train only the CAM head")
     cam.add_argument("--no_extra_conv", action="store_true", help="GAP directly on the backbone maps (no 3x3 conv)")
     cam.add_argument("--extra_channels", type=positive_int, default=1024, help="channels of the extra conv (default: 1024)")
+    cam.add_argument("--lr_schedule", choices=("constant", "cosine"), default="constant",
+                     help="learning rate over the run: constant (the seed's) or cosine decay to 0 per step, which "
+                          "settles the last-epoch weights (default: constant)")
     cam.set_defaults(func=run_cam)
 
     lcam = sub.add_parser(
@@ -178,7 +181,8 @@ def run_cam(args) -> int:
 
     return _report(train_cam(*_settings(args), **_backbone(args), lr=args.lr, beta1=args.beta1, label=args.label,
                              log_every=args.log_every, freeze_backbone=args.freeze_backbone,
-                             extra_conv=not args.no_extra_conv, extra_channels=args.extra_channels))
+                             extra_conv=not args.no_extra_conv, extra_channels=args.extra_channels,
+                             lr_schedule=args.lr_schedule))
 
 
 def run_lcam(args) -> int:

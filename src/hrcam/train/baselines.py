@@ -67,6 +67,10 @@ class _Module(ChannelsLastFit, L.LightningModule):
 
 
 # -- CAM ---------------------------------------------------------------------------------------
+#: CAM's learning-rate schedules: the seed's constant rate, or cosine decay to 0 over the run
+LR_SCHEDULES = ("constant", "cosine")
+
+
 class CAMModule(_Module):
     """Fine-tunes a :class:`CAMNet` (optionally with a frozen backbone)."""
 
@@ -74,10 +78,12 @@ class CAMModule(_Module):
 
     def __init__(self, net: CAMNet, lr: float = 1e-3, beta1: float = 0.5, freeze_backbone: bool = False,
                  label: int | None = None, log_every: int = 100, cam_image: torch.Tensor | None = None,
-                 im_size: int = 224, class_names=None):
+                 im_size: int = 224, class_names=None, lr_schedule: str = "constant"):
         super().__init__(im_size, class_names)
         if lr <= 0:
             raise ValueError(f"lr must be > 0, got {lr}")
+        if lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {lr_schedule!r}")
         if not 0 <= beta1 < 1:
             raise ValueError(f"beta1 must be in [0, 1), got {beta1}")
         if log_every < 1:
@@ -86,7 +92,7 @@ class CAMModule(_Module):
             raise ValueError(f"label must be a class index in 0..{net.num_classes - 1}, got {label}")
         self.save_hyperparameters(ignore=["net", "cam_image", "class_names"])
         self.net = net
-        self.lr, self.beta1 = lr, beta1
+        self.lr, self.beta1, self.lr_schedule = lr, beta1, lr_schedule
         self.freeze_backbone = freeze_backbone
         if freeze_backbone:
             self.net.backbone.requires_grad_(False)
@@ -100,8 +106,16 @@ class CAMModule(_Module):
         return self
 
     def configure_optimizers(self):
+        """Adam (the seed's betas); with ``lr_schedule='cosine'`` the rate falls to 0 over the run's steps
+        (per step, Loshchilov & Hutter 2017), so the last-epoch weights settle instead of swinging
+        from epoch to epoch."""
         params = [p for p in self.net.parameters() if p.requires_grad]
-        return torch.optim.Adam(params, lr=self.lr, betas=(self.beta1, 0.999))
+        opt = torch.optim.Adam(params, lr=self.lr, betas=(self.beta1, 0.999))
+        if self.lr_schedule == "constant":
+            return opt
+        steps = max(1, int(self.trainer.estimated_stepping_batches))
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def training_step(self, batch, _idx):
         x, y = batch

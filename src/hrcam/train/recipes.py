@@ -321,8 +321,9 @@ def _save_maps(weights, dm, method: str, n: int) -> Path:
 def train_cam(data: FolderData, run: RunSettings, *, backbone: str = "vgg19", backbone_weights=None,
               pretrained: bool = False, lr: float = 1e-3, beta1: float = 0.5, label: int | None = None,
               log_every: int = 100, freeze_backbone: bool = False, extra_conv: bool = True,
-              extra_channels: int = 1024) -> dict | None:
-    """CAM (Zhou et al.): fine-tune ``backbone`` with a (3×3 conv +) GAP + linear head; best by ``val_acc``."""
+              extra_channels: int = 1024, lr_schedule: str = "constant") -> dict | None:
+    """CAM (Zhou et al.): fine-tune ``backbone`` with a (3×3 conv +) GAP + linear head; best by ``val_acc``.
+    ``lr_schedule``: ``'constant'`` (the seed's) or ``'cosine'`` (decay to 0 over the run)."""
     from hrcam.models.baselines.camnet import CAMNet
     from hrcam.train.baselines import CAMModule
 
@@ -333,7 +334,8 @@ def train_cam(data: FolderData, run: RunSettings, *, backbone: str = "vgg19", ba
     net = _user_errors(CAMNet.build, backbone, dm.num_classes, backbone_weights=backbone_weights,
                        pretrained=pretrained, extra_conv=extra_conv, extra_channels=extra_channels)
     module = _user_errors(CAMModule, net, lr=lr, beta1=beta1, freeze_backbone=freeze_backbone, label=label,
-                          log_every=log_every, im_size=data.im_size, class_names=dm.classes)
+                          log_every=log_every, im_size=data.im_size, class_names=dm.classes,
+                          lr_schedule=lr_schedule)
     return _fit(module, dm, run, "val_acc", "max", "camnet")
 
 
