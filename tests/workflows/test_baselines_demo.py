@@ -57,25 +57,22 @@ def test_verdicts_follow_the_numbers():
     assert verdicts(tables)["casm"].endswith("— does not reproduce.")
 
 
-def test_casm_runs_in_a_worker_process_give_the_same_weights(tmp_path):
-    """train_neighbours(executor=...) trains L-CAM and CASM F in another process beside CAM and CASM L: each run seeds
-    itself, so every weight file is bit-identical to the one-process run's."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
+def test_runs_in_a_side_process_give_the_same_weights(tmp_path):
+    """train_neighbours(side=...) trains whichever run is next in another process when that one is
+    idle: each run seeds itself, so every weight file is bit-identical to the one-process run's."""
     from safetensors.torch import load_file
 
-    from hrcam.workflows.demo.extras import _set_threads
+    from hrcam.workflows.side_process import SideProcess
 
     data = build_demo_dataset(tmp_path / "demo", size=32, train=12, test=2, seed=0, progress=False)
     kw = dict(backbone="resnet18", pretrained=False, im_size=32, batch_size=6, epochs=1, extra_channels=8,
               lcam_epochs=1, thinnings=("F", "L"), casm_epochs=1)
     alone = train_neighbours(data, tmp_path / "alone", **kw)
     seconds = {}
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_set_threads,
-                             initargs=(1,)) as pool:
-        beside = train_neighbours(data, tmp_path / "beside", executor=pool, seconds=seconds, **kw)
-    assert set(seconds) == set(beside) == set(alone)
+    with SideProcess(threads=1) as side:
+        beside = train_neighbours(data, tmp_path / "beside", side=side, seconds=seconds, **kw)
+        assert side.idle() and side._futures  # the first run after CAM went there
+    assert set(seconds) == set(beside) == set(alone) and list(beside) == list(alone)
     for run in alone:
         a, b = load_file(alone[run]), load_file(beside[run])
         assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a), run

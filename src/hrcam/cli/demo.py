@@ -23,7 +23,7 @@ example:
   hrcam demo run --out results/demo --extras baselines,pretrained    # + the extra rows
 
 --extras (opt-in, after the main stages, each with small settings and its wall time reported; where a
-second core is free, a second process trains the pretrained path, L-CAM and CASM F beside the rest):
+second core is free, a second process trains the pretrained path and some baseline runs beside the rest):
   pretrained  frozen EfficientNet-Lite0 (offline weights), linear head fitted on the digits, a
               short decoder run: "Lite0 low-res / high-res / refined" rows in the localization table
   baselines   (old name: neighbours) CAM, L-CAM-Fm/-Img and CASM F/L trained on 2000 demo images
@@ -83,7 +83,8 @@ def add_run(subparsers) -> None:
                    help="comma list of extra stages: baselines (or its old name neighbours), pretrained (default: none; see below)")
     p.add_argument("--no-parallel-extras", "--no_parallel_extras", dest="parallel_extras", action="store_false",
                    help="train the extras in this process only (default: a second process takes the pretrained "
-                        "path, L-CAM and CASM F where a second core is free; same runs and seeds, less wall time)")
+                        "path and then whichever baseline run is next, where a second core is free; same runs "
+                        "and seeds, less wall time)")
     p.set_defaults(func=run_run)
 
 

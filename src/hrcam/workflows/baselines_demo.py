@@ -52,6 +52,7 @@ def train_neighbours(data_dir, out_dir, *, backbone: str = DEMO_SETTINGS["backbo
                      pretrained: bool = DEMO_SETTINGS["pretrained"], im_size: int = DEMO_SETTINGS["im_size"],
                      batch_size: int = DEMO_SETTINGS["batch_size"], epochs: int = DEMO_SETTINGS["epochs"],
                      cam_lr: float = DEMO_SETTINGS["cam_lr"], extra_channels: int = DEMO_SETTINGS["extra_channels"],
+                     cam_lr_schedule: str = DEMO_SETTINGS["cam_lr_schedule"],
                      lcam_epochs: int = DEMO_SETTINGS["lcam_epochs"], lcam_lr: float = DEMO_SETTINGS["lcam_lr"],
                      lcam_optimizer: str = DEMO_SETTINGS["lcam_optimizer"],
                      thinnings=DEMO_SETTINGS["thinnings"], casm_epochs: int = DEMO_SETTINGS["casm_epochs"],
@@ -61,7 +62,7 @@ def train_neighbours(data_dir, out_dir, *, backbone: str = DEMO_SETTINGS["backbo
                      lambda_ramp_steps: int = DEMO_SETTINGS["lambda_ramp_steps"],
                      casm_fill: str = DEMO_SETTINGS["casm_fill"],
                      progress: bool = False, seed: int = 0, seconds: dict | None = None,
-                     executor=None) -> dict[str, Path]:
+                     side=None) -> dict[str, Path]:
     """Train CAM, L-CAM-Fm, L-CAM-Img (on the CAM network) and CASM per thinning strategy on ``data_dir``.
 
     Weights under ``out_dir/<run>/``, logs under ``out_dir/logs/``; the returned paths (and the
@@ -72,9 +73,10 @@ def train_neighbours(data_dir, out_dir, *, backbone: str = DEMO_SETTINGS["backbo
     random colour per image). Returns ``{run: last-epoch weights file}``;
     ``seconds``, when given, is filled with each run's training wall time.
 
-    ``executor`` (a :class:`concurrent.futures.Executor` of another process, optional) trains the
-    L-CAM runs and every CASM run but the last there, beside the last one here: each run seeds itself, so the weights are the
-    same either way (at the same torch thread count).
+    ``side`` (a :class:`~hrcam.workflows.side_process.SideProcess`, optional): after CAM, each run
+    goes there when it is idle and is trained here otherwise, longest first (CASM runs whose
+    classifier trains, then F, then L-CAM). Each run seeds itself, so the weights are the same
+    either way (at the same torch thread count).
     """
     import dataclasses
 
@@ -89,7 +91,7 @@ def train_neighbours(data_dir, out_dir, *, backbone: str = DEMO_SETTINGS["backbo
                            overwrite=True, seed=seed, num_maps=8, limit_train_batches=batches)
 
     timed = {"cam": _timed_run(train_cam, data, run_settings("cam", epochs), **backbone_args, lr=cam_lr,
-                               extra_channels=extra_channels)}
+                               extra_channels=extra_channels, lr_schedule=cam_lr_schedule)}
     # L-CAM's frozen classifier and CASM's starting one are the CAM network just trained (F keeps it frozen)
     later = {f"lcam_{v}": (train_lcam, data, run_settings(f"lcam_{v}", lcam_epochs),
                            {"classifier": last_weights(out, "cam"), "backbone": backbone, "variant": v,
@@ -98,12 +100,16 @@ def train_neighbours(data_dir, out_dir, *, backbone: str = DEMO_SETTINGS["backbo
                                 {"classifier": last_weights(out, "cam"), "backbone": backbone, "thinning": t,
                                  "lr": casm_lr, "warmup_epochs": casm_warmup_epochs,
                                  "lambda_ramp_steps": lambda_ramp_steps, "fill": casm_fill}) for t in thinnings})
-    # with an executor, every run but the last (by default CASM L, the longest) goes there
-    side = list(later)[:-1] if executor is not None else []
-    futures = {name: executor.submit(_timed_run, fn, d, dataclasses.replace(r, progress=False), **kw)
-               for name, (fn, d, r, kw) in later.items() if name in side}  # no bars from the other process
-    for name, (fn, d, r, kw) in later.items():
-        if name not in side:
+    def longest_first(name: str) -> int:
+        return 2 if name.startswith("lcam_") else 1 if name == "casm_F" else 0
+
+    order = sorted(later, key=longest_first)
+    futures = {}
+    for name in order:
+        fn, d, r, kw = later[name]
+        if side is not None and side.idle():  # no bars from the other process
+            futures[name] = side.submit(_timed_run, fn, d, dataclasses.replace(r, progress=False), **kw)
+        else:
             timed[name] = _timed_run(fn, d, r, **kw)
     for name, future in futures.items():
         timed[name] = future.result()

@@ -17,9 +17,12 @@ DISTRACTOR_FULL_EPOCHS = {"faithfulness": 4}
 #: which documents them)
 BASELINE_SETTINGS = {
     "backbone": "efficientnet_lite0", "pretrained": True, "im_size": 96, "batch_size": 32,
-    "epochs": 3, "cam_lr": 1e-3, "extra_channels": 64,
+    # CAM's rate decays to 0 (cosine): at a constant rate the last-epoch accuracy swung from 0.79 to
+    # 0.88 with nothing but float rounding changed (channels-last); measured in the README, "Baselines"
+    "epochs": 3, "cam_lr": 1e-3, "cam_lr_schedule": "cosine", "extra_channels": 64,
     "lcam_epochs": 1, "lcam_lr": 1e-3, "lcam_optimizer": "adam",
-    "thinnings": ("F", "L"), "casm_epochs": 1, "casm_batches": 30, "casm_warmup_epochs": 0, "casm_lr": 1e-3,
+    # CASM: 2 passes over the 2000 images (126 steps); after 30 its masks did not beat the centre prior
+    "thinnings": ("F", "L"), "casm_epochs": 2, "casm_batches": 63, "casm_warmup_epochs": 0, "casm_lr": 1e-3,
     # CASM's masked-out pixels: one random colour per image, not the paper's black (a black fill cannot
     # hide a dark digit); measured over 4 seeds, mean CASM PxAP F 0.194 -> 0.233, L 0.248 -> 0.285
     "lambda_ramp_steps": 0, "casm_fill": "random",

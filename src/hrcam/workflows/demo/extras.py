@@ -9,6 +9,7 @@ from hrcam.fileio import write_text
 from hrcam.jsonio import json_safe
 from hrcam.workflows.demo.cache import _key, _log, _Stages
 from hrcam.workflows.demo.config import DemoConfig
+from hrcam.workflows.side_process import SideProcess, free_cores
 
 PRETRAINED_LABELS = {"low": "low-res CAM", "high": "high-res CAM", "refined": "refined"}
 
@@ -18,9 +19,9 @@ def run_extras(out: Path, data_dir: Path, cfg: DemoConfig, stages: _Stages, data
     """The opt-in extras ``cfg.extras`` asks for, each reused when finished: ``{name: record}``.
 
     Where a second core is free (this process's torch threads at most half the CPUs) and
-    ``cfg.parallel_extras`` allows, one worker process takes the pretrained path, L-CAM and every
-    CASM run but the last while this one trains CAM and the last CASM: the same runs and seeds, so the
-    same records, in less wall time. Like any spawned process, it imports the calling script again:
+    ``cfg.parallel_extras`` allows, one worker process (:class:`~hrcam.workflows.side_process.SideProcess`)
+    takes the pretrained path, and then whichever baseline run is next whenever it is free, while
+    this one trains the rest: the same runs and seeds, so the same records, in less wall time. Like any spawned process, it imports the calling script again:
     a script that calls :func:`~hrcam.workflows.demo.run_demo` with extras needs the usual
     ``if __name__ == "__main__":`` guard (the ``hrcam`` command has it), or ``parallel_extras=False``.
     """
@@ -30,15 +31,15 @@ def run_extras(out: Path, data_dir: Path, cfg: DemoConfig, stages: _Stages, data
 
     records: dict[str, dict] = {}
     todo = [name for name in ("pretrained", "neighbours") if name in cfg.extras]
-    side_ok = cfg.parallel_extras and 2 * torch.get_num_threads() <= _cpus()
-    executor = _side_executor(torch.get_num_threads()) if side_ok and todo else None
+    side_ok = cfg.parallel_extras and 2 * torch.get_num_threads() <= free_cores()
+    side = SideProcess(torch.get_num_threads()) if side_ok and todo else None
     try:
         pending = None
         if "pretrained" in todo:
             records["pretrained"], pending = _extra_pretrained(out, data_dir, cfg, stages, data_key, progress,
-                                                               executor)
+                                                               side)
         if "neighbours" in todo:
-            records["neighbours"] = _extra_neighbours(out, data_dir, cfg, stages, data_key, progress, executor)
+            records["neighbours"] = _extra_neighbours(out, data_dir, cfg, stages, data_key, progress, side)
         if pending is not None:
             records["pretrained"] = pending()
     except BrokenProcessPool as e:
@@ -48,37 +49,16 @@ def run_extras(out: Path, data_dir: Path, cfg: DemoConfig, stages: _Stages, data
             "process imports the script again), or run with parallel_extras=False "
             "(hrcam demo run --no-parallel-extras)") from e
     finally:
-        if executor is not None:
-            executor.shutdown(cancel_futures=True)
+        if side is not None:
+            side.shutdown()
     return {name: records[name] for name in todo}
 
 
-def _cpus() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def _side_executor(threads: int):
-    """One worker process (spawned: no forked torch state) with ``threads`` torch threads."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_set_threads,
-                               initargs=(threads,))
-
-
-def _set_threads(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
-
-
 def _extra_pretrained(out: Path, data_dir: Path, cfg: DemoConfig, stages: _Stages, data_key: str,
-                      progress: bool, executor=None):
+                      progress: bool, side=None):
     """Stage ``extra_pretrained``: frozen Lite0 + linear head + decoder, scored like the demo maps.
 
-    Returns ``(record, None)``, or with ``executor`` and no finished stage ``(None, finish)``:
+    Returns ``(record, None)``, or with ``side`` and no finished stage ``(None, finish)``:
     it runs there, and ``finish()`` waits for it, records the stage and returns the record."""
     ps = cfg.extra_settings("pretrained")
     limit = ps["test_limit"] if ps["test_limit"] is not None else cfg.limit
@@ -87,7 +67,7 @@ def _extra_pretrained(out: Path, data_dir: Path, cfg: DemoConfig, stages: _Stage
     cached = stages.cached_json("extra_pretrained", key, path, progress, "the pretrained-path evaluation")
     if cached is not None:
         return cached, None
-    where = " (in a second process, without progress bars)" if executor is not None else ""
+    where = " (in a second process, without progress bars)" if side is not None else ""
     _log(f"extra 'pretrained': {ps['backbone']} frozen, linear head on the digits, decoder "
          f"{ps['decoder_steps']} steps, {ps['im_size']} px{where}", progress)
     t0 = time.perf_counter()
@@ -97,12 +77,12 @@ def _extra_pretrained(out: Path, data_dir: Path, cfg: DemoConfig, stages: _Stage
         write_text(path, json.dumps(record, indent=1))
         stages.record("extra_pretrained", key, time.perf_counter() - t0,
                       **{f"seconds_{k}": v for k, v in record["seconds"].items()})
-        _log(f"extra 'pretrained' finished: accuracy {record['accuracy']:.3f}", progress and executor is not None)
+        _log(f"extra 'pretrained' finished: accuracy {record['accuracy']:.3f}", progress and side is not None)
         return record
 
-    if executor is None:
+    if side is None:
         return finish(_pretrained_record(data_dir, ps, limit, cfg.seed, progress)), None
-    future = executor.submit(_pretrained_record, data_dir, ps, limit, cfg.seed, False)
+    future = side.submit(_pretrained_record, data_dir, ps, limit, cfg.seed, False)
     return None, lambda: finish(future.result())
 
 
@@ -151,7 +131,7 @@ def _subset_data(data_dir: Path, dest: Path, train: int, test: int) -> Path:
     return dest
 
 def _extra_neighbours(out: Path, data_dir: Path, cfg: DemoConfig, stages: _Stages, data_key: str,
-                      progress: bool, executor=None) -> dict:
+                      progress: bool, side=None) -> dict:
     """Stage ``extra_neighbours``: CAM, L-CAM-Fm/-Img and CASM (per thinning strategy) on a subset of the
     demo data, and each paper's headline comparison on the subset's test images."""
     from hrcam.workflows.baselines_demo import baseline_tables, split_accuracy, train_neighbours, verdicts
@@ -169,7 +149,7 @@ def _extra_neighbours(out: Path, data_dir: Path, cfg: DemoConfig, stages: _Stage
     seconds: dict = {}
     train_kw = {k: v for k, v in nb.items() if k not in ("train", "test", "score_batch")}
     weights = train_neighbours(sub, out / "extras" / "neighbours", seed=cfg.seed, progress=progress,
-                               seconds=seconds, executor=executor, **train_kw)
+                               seconds=seconds, side=side, **train_kw)
     t1 = time.perf_counter()
     tables = baseline_tables(weights, sub, batch_size=nb["score_batch"])
     accuracy = split_accuracy(weights, data_dir)
@@ -230,7 +210,7 @@ def _neighbours_tables(record: dict) -> list:
         setting += (f" Classifier acc.: on the table's {nb['test']} test images; acc., whole test split: on all "
                     f"{n_all} test images of the demo data (no maps needed).")
     notes = {
-        "cam": f"CAM: {nb['epochs']} epochs, Adam lr {nb['cam_lr']}, extra conv {nb['extra_channels']} channels; "
+        "cam": f"CAM: {nb['epochs']} epochs, Adam lr {nb['cam_lr']} ({nb.get('cam_lr_schedule', 'constant')}), extra conv {nb['extra_channels']} channels; "
                "Grad-CAM at the backbone's last maps (at CAM's own layer it is ReLU(CAM)).",
         "lcam": f"L-CAM on the CAM network above (frozen): {nb['lcam_epochs']} epoch(s), {nb['lcam_optimizer']} "
                 f"lr {nb['lcam_lr']}; every method at the layer L-CAM reads; AD lower / IC higher is better.",
