@@ -1,4 +1,4 @@
-"""CASM training length on the demo digits: the extras' 1 epoch × 30 batches against more steps.
+"""CASM training length on the demo digits: the extras' own length (2 epochs × 63 batches) against another.
 
 Per seed: the baselines of ``hrcam demo run --extras baselines`` are trained on the extras'
 subset (``EXTRA_SETTINGS["neighbours"]``: 2000 train / 100 test images, EfficientNet-Lite0 at

@@ -44,9 +44,10 @@ EXTRAS = ("neighbours", "pretrained")
 #: other accepted names of the extras (the baselines CAM / L-CAM / CASM were called "neighbours")
 EXTRA_ALIASES = {"baselines": "neighbours"}
 
-#: their small settings, together under the issue's 8 minutes on 2 cores (measured idle, 1 thread:
-#: pretrained 181 s = linear head 52 s + decoder 23 s + scoring 500 test images 105 s; neighbours
-#: 281 s = CAM 113 s + L-CAM 32 s + CASM 75 s + scoring 59 s); the report gives each run's own times
+#: their small settings, together under the issue's 8 minutes on 2 cores (measured idle, 1 thread per
+#: process, two processes: the whole command 7 min 7 s; pretrained 285 s = linear head 76 s + decoder
+#: 30 s + scoring 500 test images 179 s, beside neighbours 414 s = CAM 97 s, then CASM L 150 s here and
+#: CASM F 69 s + L-CAM 37 s there, + scoring 70 s); the report gives each run's own times
 EXTRA_SETTINGS = {
     # CAM / L-CAM / CASM: keyword arguments of train_neighbours plus the image subset
     # (``train``/``test`` images spread over the splits) and the scoring batch
