@@ -1,4 +1,5 @@
 """The baselines extra at micro scale: CAM / L-CAM-Fm / L-CAM-Img / CASM F+L, the three paper tables, verdicts."""
+import json
 import math
 
 from hrcam.data.demo import build_demo_dataset
@@ -62,6 +63,7 @@ def test_runs_in_a_side_process_give_the_same_weights(tmp_path):
     idle: each run seeds itself, so every weight file is bit-identical to the one-process run's."""
     from safetensors.torch import load_file
 
+    from hrcam.workflows.demo.extras import _score_tables
     from hrcam.workflows.side_process import SideProcess
 
     data = build_demo_dataset(tmp_path / "demo", size=32, train=12, test=2, seed=0, progress=False)
@@ -72,6 +74,9 @@ def test_runs_in_a_side_process_give_the_same_weights(tmp_path):
     with SideProcess(threads=1) as side:
         beside = train_neighbours(data, tmp_path / "beside", side=side, seconds=seconds, **kw)
         assert side.idle() and side._futures  # the first run after CAM went there
+        # the CAM / L-CAM tables scored there, the CASM ones here: the tables of one process
+        split = _score_tables(beside, data, 2, side)
+    assert json.dumps(split, sort_keys=True) == json.dumps(baseline_tables(beside, data, batch_size=2), sort_keys=True)
     assert set(seconds) == set(beside) == set(alone) and list(beside) == list(alone)
     for run in alone:
         a, b = load_file(alone[run]), load_file(beside[run])

@@ -136,7 +136,7 @@ def _extra_neighbours(out: Path, data_dir: Path, cfg: DemoConfig, stages: _Stage
                       progress: bool, side=None) -> dict:
     """Stage ``extra_neighbours``: CAM, L-CAM-Fm/-Img and CASM (per thinning strategy) on a subset of the
     demo data, and each paper's headline comparison on the subset's test images."""
-    from hrcam.workflows.baselines_demo import baseline_tables, split_accuracy, train_neighbours, verdicts
+    from hrcam.workflows.baselines_demo import split_accuracy, train_neighbours, verdicts
 
     nb = cfg.extra_settings("neighbours")
     key = _key(data_key, nb, cfg.seed)
@@ -153,7 +153,7 @@ def _extra_neighbours(out: Path, data_dir: Path, cfg: DemoConfig, stages: _Stage
     weights = train_neighbours(sub, out / "extras" / "neighbours", seed=cfg.seed, progress=progress,
                                seconds=seconds, side=side, **train_kw)
     t1 = time.perf_counter()
-    tables = baseline_tables(weights, sub, batch_size=nb["score_batch"])
+    tables = _score_tables(weights, sub, nb["score_batch"], side)
     accuracy = split_accuracy(weights, data_dir)
     _add_split_accuracy(tables, accuracy)
     seconds["score"] = round(time.perf_counter() - t1, 2)
@@ -162,6 +162,22 @@ def _extra_neighbours(out: Path, data_dir: Path, cfg: DemoConfig, stages: _Stage
     write_text(path, json.dumps(record, indent=1))
     stages.record("extra_neighbours", key, time.perf_counter() - t0, **{f"seconds_{k}": v for k, v in seconds.items()})
     return record
+
+def _score_tables(weights: dict, data_dir: Path, batch_size: int, side=None) -> dict:
+    """:func:`~hrcam.workflows.baselines_demo.baseline_tables` of ``weights``; with an idle ``side``
+    process, the CAM and L-CAM tables (one classifier) are scored there beside the CASM tables here."""
+    from hrcam.workflows.baselines_demo import baseline_tables
+
+    one_classifier = {k: v for k, v in weights.items() if not k.startswith("casm_")}
+    if side is None or not side.idle() or "cam" not in one_classifier:
+        return baseline_tables(weights, data_dir, batch_size=batch_size)
+    future = side.submit(baseline_tables, one_classifier, data_dir, batch_size=batch_size)
+    casm = baseline_tables({k: v for k, v in weights.items() if k.startswith("casm_")}, data_dir,
+                           batch_size=batch_size)
+    tables = future.result()
+    tables["casm"] = casm["casm"]
+    return tables
+
 
 def _add_split_accuracy(tables: dict, accuracy: dict) -> None:
     """Each row's ``test_top1``: the accuracy on the whole test split of the classifier it explains
