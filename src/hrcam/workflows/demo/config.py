@@ -45,9 +45,9 @@ EXTRAS = ("neighbours", "pretrained")
 EXTRA_ALIASES = {"baselines": "neighbours"}
 
 #: their small settings, together under the issue's 8 minutes on 2 cores (measured idle, 1 thread per
-#: process, two processes: the whole command 7 min 7 s; pretrained 285 s = linear head 76 s + decoder
-#: 30 s + scoring 500 test images 179 s, beside neighbours 414 s = CAM 97 s, then CASM L 150 s here and
-#: CASM F 69 s + L-CAM 37 s there, + scoring 70 s); the report gives each run's own times
+#: process, two processes: the whole command 7 min 22 s; pretrained 269 s = linear head 57 s + decoder
+#: 32 s + scoring 500 test images 180 s, beside neighbours 427 s = CAM 113 s, CASM L 154 s, CASM F 62 s,
+#: L-CAM 40 s, scoring 65 s, split over the two); the report gives each run's own times
 EXTRA_SETTINGS = {
     # CAM / L-CAM / CASM: keyword arguments of train_neighbours plus the image subset
     # (``train``/``test`` images spread over the splits) and the scoring batch
