@@ -18,8 +18,11 @@ Variants (each runs in a fresh subprocess, so peak memory is that variant's own)
                    recompute their inner maps in the backward pass, at every size (NCHW)
     huge-pages     eager, with PyTorch's large CPU tensors on transparent huge pages
                    (``THP_MEM_ALLOC_ENABLE=1``, which the ``hrcam`` command sets): fewer page faults
-    default        channels-last + huge pages + memory-efficient where the maps are large
-                   (``"auto"``: outputs of 32 MiB or more): what ``hrcam train`` does now
+    tcmalloc       eager, with gperftools' tcmalloc preloaded (``LD_PRELOAD``, as the ``hrcam``
+                   command does where it is installed): freed maps are reused, not mapped afresh
+    default        channels-last + huge pages + tcmalloc (where installed) + memory-efficient where
+                   the maps are large (``"auto"``: outputs of 32 MiB or more): what ``hrcam train``
+                   does now
     bf16-mixed     default, under ``torch.autocast`` bf16 (Lightning's ``--precision bf16-mixed``)
     compile        channels-last + huge pages through ``torch.compile`` (``--compile``), with the
                    concatenating blocks (the compiler fuses and recomputes on its own; the
@@ -40,9 +43,14 @@ import subprocess
 import sys
 import time
 
-VARIANTS = ("eager", "channels-last", "mem-efficient", "huge-pages", "default", "bf16-mixed", "compile")
+from hrcam.allocator import active, reexec_command
+
+VARIANTS = ("eager", "channels-last", "mem-efficient", "huge-pages", "tcmalloc", "default", "bf16-mixed",
+            "compile")
 #: variants run with ``THP_MEM_ALLOC_ENABLE=1``, as the ``hrcam`` command runs
 HUGE_PAGES = ("huge-pages", "default", "bf16-mixed", "compile")
+#: variants run with tcmalloc preloaded where it is installed, as the ``hrcam`` command runs
+TCMALLOC = ("tcmalloc", "default", "bf16-mixed", "compile")
 
 
 def _worker(kind: str, size: int, variant: str, args) -> dict:
@@ -105,7 +113,8 @@ def _worker(kind: str, size: int, variant: str, args) -> dict:
         peak = torch.cuda.max_memory_allocated() / 1e9
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # KiB on Linux → GB
-    return {"img_s": args.batch / statistics.median(times), "peak_gb": peak, "warmup_s": warm}
+    return {"img_s": args.batch / statistics.median(times), "peak_gb": peak, "warmup_s": warm,
+            "allocator": active()}
 
 
 def main(argv=None) -> int:
@@ -159,8 +168,9 @@ def main(argv=None) -> int:
                 if len(runs[variant]) > 1:
                     spread = f"   (img/s {min(r['img_s'] for r in runs[variant]):.2f}–" \
                              f"{max(r['img_s'] for r in runs[variant]):.2f})"
+                alloc = f"   [{runs[variant][0]['allocator']}]" if variant in TCMALLOC else ""
                 print(f"{kind:<6}{size:>5}  {variant:<14}{img_s:>8.2f}{img_s / b_img:>9.2f}"
-                      f"{peak:>14.2f}{peak / b_peak:>9.2f}{spread}", flush=True)
+                      f"{peak:>14.2f}{peak / b_peak:>9.2f}{spread}{alloc}", flush=True)
     return 0
 
 
@@ -169,9 +179,14 @@ def _run_worker(kind: str, size: int, variant: str, steps: int, args) -> dict | 
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", kind, str(size), variant,
            "--device", args.device, "--threads", str(args.threads), "--batch", str(args.batch),
            "--steps", str(steps)]
-    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+    env = {k: v for k, v in os.environ.items() if k not in ("THP_MEM_ALLOC_ENABLE", "LD_PRELOAD")}
     if variant in HUGE_PAGES:
         env["THP_MEM_ALLOC_ENABLE"] = "1"
+    if variant in TCMALLOC:
+        plan = reexec_command(cmd, environ=env)  # the hrcam command's own rule (None: not installed)
+        if plan is None and variant == "tcmalloc":
+            return "tcmalloc is not installed (Debian/Ubuntu: libtcmalloc-minimal4)"
+        env = plan[1] if plan else env
     res = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if res.returncode != 0:
         return (res.stderr.strip().splitlines() or ["?"])[-1]

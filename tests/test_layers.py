@@ -7,8 +7,9 @@ Layers, top to bottom (data flows down, imports point down)::
     3  evaluation, train, api, viz          loops over data, training, the public API, pictures
     2  explain                              one Explainer per map method
     1  models, postprocessing, metrics, data
-    0  errors, weights, jsonio, fileio,     file formats, error types and
-       normalization, debug                 array helpers shared by every layer
+    0  errors, weights, jsonio, fileio,     file formats, error types, array
+       normalization, debug, quiet,         helpers and process settings
+       allocator                            shared by every layer
 
 ``viz`` (plotting, overlays, reports) sits with evaluation: it draws what lower layers compute
 and is used by workflows and the CLI. Modules of one layer may import each other, but no two
@@ -27,6 +28,7 @@ SRC = Path(hrcam.__file__).resolve().parent
 
 LAYERS = {
     "errors": 0, "weights": 0, "debug": 0, "jsonio": 0, "normalization": 0, "fileio": 0, "quiet": 0,
+    "allocator": 0,
     "models": 1, "postprocessing": 1, "metrics": 1, "data": 1,
     "explain": 2,
     "evaluation": 3, "train": 3, "api": 3, "viz": 3,

@@ -16,6 +16,7 @@ import sys
 # this once, before its first allocation, and it cuts the kernel's page-zeroing cost about 3×.
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
+from hrcam.allocator import ALLOCATOR_ENV, reexec_with_tcmalloc
 from hrcam.errors import UserError
 from hrcam.quiet import quiet_third_party, set_verbose
 
@@ -62,11 +63,20 @@ def build_parser() -> argparse.ArgumentParser:
             "refine their maps with the post-processing pipeline, and measure any map's "
             "localization and faithfulness."
         ),
+        epilog=(
+            "environment:\n"
+            f"  {ALLOCATOR_ENV}=tcmalloc|system  the command preloads gperftools' tcmalloc where it is installed\n"
+            "      (Debian/Ubuntu: libtcmalloc-minimal4; 'make install' adds it where it may): it reuses freed\n"
+            "      memory instead of mapping fresh pages, about 2x the img/s of CPU training at 224 px.\n"
+            "      'system' keeps glibc's malloc. Same numbers either way."
+        ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     from hrcam import __version__
+    from hrcam.allocator import active
 
-    parser.add_argument("--version", action="version", version=f"hrcam {__version__}")
+    parser.add_argument("--version", action="version", version=f"hrcam {__version__} (memory allocator: {active()})",
+                        help="show the version and the memory allocator in use, and exit")
     parser.add_argument("--verbose", action="store_true",
                         help="show every message of the libraries underneath (Lightning's tips and banners, "
                              "deprecation warnings) that hrcam hides by default (see hrcam/quiet.py)")
@@ -84,7 +94,20 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
     return f"hrcam: warning: {text}\n"
 
 
+def _is_the_command() -> bool:
+    """Whether this process is the ``hrcam`` command itself (console script or ``python -m hrcam.cli``),
+    not a program that calls :func:`main`: only then may it re-execute itself."""
+    arg0 = sys.argv[0] if sys.argv else ""
+    return os.path.basename(arg0) == "hrcam" or arg0.endswith(os.path.join("hrcam", "cli", "__main__.py"))
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv is None and _is_the_command():
+        try:  # tcmalloc, where installed: about 2x the CPU training speed (hrcam/allocator.py)
+            reexec_with_tcmalloc()
+        except ValueError as err:
+            print(f"hrcam: error: {err}", file=sys.stderr)
+            return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.verbose:
