@@ -128,28 +128,15 @@ class DenseBlock(nn.Module):
         if not shared or _has_hooks(self.layers):
             return self._forward_cat(x)  # hooks on the layers must see their modules called
         c0 = x.shape[1]
-        fmt = torch.channels_last if _is_channels_last(x) else torch.contiguous_format
-        buf = torch.empty((x.shape[0], self.out_channels, *x.shape[2:]), dtype=x.dtype, device=x.device,
-                          memory_format=fmt)
-        with torch.no_grad():
-            buf[:, :c0].copy_(x)
         if not tracked:
             with torch.no_grad():
+                buf = _new_buffer(x, self.out_channels)
                 for layer in self.layers:
                     k = layer[0].num_features
                     buf[:, k:k + layer[2].out_channels].copy_(layer(buf[:, :k]))
             return buf, buf[:, c0:]
-        shared = _Shared(buf.detach())
-        chunks = [x]
-        for layer in self.layers:
-            bn, conv = layer[0], layer[2]
-            k = bn.num_features
-            y = _SharedLayer.apply(shared, bn, conv, conv.weight, bn.weight, bn.bias, *chunks)
-            with torch.no_grad():
-                buf[:, k:k + y.shape[1]].copy_(y)
-            chunks.append(y)
-        shared.version = buf._version
-        full = _Assemble.apply(buf, *chunks)
+        params = [t for layer in self.layers for t in (layer[2].weight, layer[0].weight, layer[0].bias)]
+        full = _DenseBlockFn.apply(x, tuple(self.layers), self.out_channels, *params)
         return full, full[:, c0:]
 
     def _forward_cat(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -198,22 +185,18 @@ def _is_channels_last(x: torch.Tensor) -> bool:
     return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
 
-class _Shared:
-    """A dense block's output buffer as its layers see it (detached: no reference cycle through
-    autograd), and the buffer's version once the block has written it."""
+def _new_buffer(x: torch.Tensor, channels: int) -> torch.Tensor:
+    """A block's output buffer in ``x``'s memory format, with ``x`` in its first channels."""
+    fmt = torch.channels_last if _is_channels_last(x) else torch.contiguous_format
+    buf = torch.empty((x.shape[0], channels, *x.shape[2:]), dtype=x.dtype, device=x.device, memory_format=fmt)
+    buf[:, :x.shape[1]].copy_(x)
+    return buf
 
-    def __init__(self, buf: torch.Tensor):
-        self.buf = buf
-        self.version = None
 
-    def dense_prefix(self, k: int, check: bool = False) -> torch.Tensor:
-        """The first ``k`` channels as a dense tensor in the buffer's memory format: a transient
-        copy (the kernels' fast paths want dense input), freed once the layer has used it."""
-        if check and self.buf._version != self.version:
-            raise RuntimeError("a dense block's output was modified in place before the backward pass; "
-                               "clone it first, or set_memory_efficient(net, False)")
-        fmt = torch.channels_last if _is_channels_last(self.buf) else torch.contiguous_format
-        return self.buf[:, :k].contiguous(memory_format=fmt)
+def _dense(t: torch.Tensor, fmt: torch.memory_format) -> torch.Tensor:
+    """``t`` (a channel slice of a block's buffer) as a dense tensor in the buffer's memory format
+    ``fmt``: a transient copy, since the kernels' fast paths want dense input."""
+    return t.contiguous(memory_format=fmt)
 
 
 def _bn_relu(x, bn, bn_weight, bn_bias):
@@ -257,62 +240,78 @@ def _relu_backward_(grad: torch.Tensor, relu_out: torch.Tensor) -> torch.Tensor:
     return torch.ops.aten.threshold_backward.grad_input(grad, relu_out, 0.0, grad_input=grad)
 
 
-class _SharedLayer(torch.autograd.Function):
-    """BN → ReLU → 3×3 conv of the first ``bn.num_features`` channels of the shared buffer.
+class _DenseBlockFn(torch.autograd.Function):
+    """A whole dense block on one shared output buffer: each layer's BN → ReLU → 3×3 conv reads
+    the channels written so far and writes its new maps after them.
 
-    The tensors after ``bn.bias`` are the pieces of the buffer (block input, earlier layers'
-    maps): passed only so that autograd routes the input gradient back to them."""
-
-    @staticmethod
-    def forward(ctx, shared, bn, conv, conv_weight, bn_weight, bn_bias, *chunks):
-        k = bn.num_features
-        prefix = shared.dense_prefix(k)
-        r, mean, invstd, training = _bn_relu(prefix, bn, bn_weight, bn_bias)
-        y = F.conv2d(r, conv_weight, None, conv.stride, conv.padding, conv.dilation, conv.groups)
-        ctx.shared, ctx.k, ctx.training, ctx.eps, ctx.conv, ctx.conv_dtype = shared, k, training, bn.eps, conv, y.dtype
-        ctx.n_chunks = [c.shape[1] for c in chunks]
-        ctx.save_for_backward(conv_weight, bn_weight, bn_bias, mean, invstd, bn.running_mean, bn.running_var)
-        return y
+    Forward keeps only the buffer (the block's output, which the next layer keeps anyway) and
+    each layer's batch statistics. Backward walks the layers in reverse with one gradient buffer
+    the size of the output: layer i's output gradient is its channel slice, and the gradient of its
+    input is added in place into the channels before it. So every map's gradient is summed where it
+    lies, instead of autograd adding one fresh tensor per consumer (a block input has one consumer
+    per layer), and the BN → ReLU of each input is recomputed from the buffer."""
 
     @staticmethod
-    def backward(ctx, grad_y):
-        conv_weight, bn_weight, bn_bias, mean, invstd, running_mean, running_var = ctx.saved_tensors
-        prefix = ctx.shared.dense_prefix(ctx.k, check=True)
-        r = _bn_relu_again(prefix, ctx, bn_weight, bn_bias, mean, invstd, running_mean, running_var)
-        conv = ctx.conv
-        # the last layer's gradient is a channel slice of the block output's: a strided view that
-        # sends the convolution's backward down a slow path (2.7× on the decoder's S/2 block)
-        fmt = torch.channels_last if _is_channels_last(prefix) else torch.contiguous_format
-        grad_r, grad_w, _ = torch.ops.aten.convolution_backward(
-            grad_y.contiguous(memory_format=fmt), r.to(ctx.conv_dtype), conv_weight.to(ctx.conv_dtype), None, list(conv.stride),
-            list(conv.padding), list(conv.dilation), False, [0, 0], conv.groups, [True, True, False])
-        grad_xn = _relu_backward_(grad_r.to(prefix.dtype), r)
-        del grad_r, r
-        grad_in, grad_bw, grad_bb = torch.ops.aten.native_batch_norm_backward(
-            grad_xn, prefix, bn_weight, running_mean, running_var, mean, invstd, ctx.training, ctx.eps,
-            [True, True, True])
-        grads, start = [], 0
-        for c in ctx.n_chunks:
-            grads.append(grad_in[:, start:start + c])
-            start += c
-        return (None, None, None, grad_w.to(conv_weight.dtype), grad_bw, grad_bb, *grads)
-
-
-class _Assemble(torch.autograd.Function):
-    """The shared buffer as the block's output: its gradient goes back to the pieces written into it."""
-
-    @staticmethod
-    def forward(ctx, buf, *chunks):
-        ctx.n_chunks = [c.shape[1] for c in chunks]
+    def forward(ctx, x, layers, channels, *params):
+        buf = _new_buffer(x, channels)
+        fmt = torch.channels_last if _is_channels_last(buf) else torch.contiguous_format
+        stats = []
+        for layer in layers:
+            bn, conv = layer[0], layer[2]
+            k = bn.num_features
+            r, mean, invstd, training = _bn_relu(_dense(buf[:, :k], fmt), bn, bn.weight, bn.bias)
+            y = F.conv2d(r, conv.weight, None, conv.stride, conv.padding, conv.dilation, conv.groups)
+            del r
+            buf[:, k:k + y.shape[1]].copy_(y)
+            stats.append((mean, invstd, training, y.dtype))
+        ctx.layers, ctx.c0 = layers, x.shape[1]
+        ctx.training = [t for _, _, t, _ in stats]
+        ctx.conv_dtypes = [d for _, _, _, d in stats]
+        ctx.save_for_backward(buf, *[t for m, s, _, _ in stats for t in (m, s)])
         return buf
 
     @staticmethod
-    def backward(ctx, grad):
-        grads, start = [], 0
-        for c in ctx.n_chunks:
-            grads.append(grad[:, start:start + c])
-            start += c
-        return (None, *grads)
+    def backward(ctx, grad_full):
+        buf, *flat = ctx.saved_tensors
+        fmt = torch.channels_last if _is_channels_last(buf) else torch.contiguous_format
+        grad_full = grad_full.to(buf.dtype)
+        # ``acc``: the gradient of the buffer's first channels, summed so far. It is the last layer's
+        # input gradient (plus the output's own), our tensor to add into: no copy of ``grad_full``
+        acc, grads = None, []
+        for i in reversed(range(len(ctx.layers))):
+            bn, conv = ctx.layers[i][0], ctx.layers[i][2]
+            mean, invstd = flat[2 * i], flat[2 * i + 1]
+            k, g = bn.num_features, conv.out_channels
+            conv_dtype = ctx.conv_dtypes[i]
+            stats = _LayerStats(ctx.training[i], bn.eps)
+            prefix = _dense(buf[:, :k], fmt)
+            r = _bn_relu_again(prefix, stats, bn.weight, bn.bias, mean, invstd, bn.running_mean, bn.running_var)
+            grad_y = (grad_full if acc is None else acc)[:, k:k + g]
+            grad_r, grad_w, _ = torch.ops.aten.convolution_backward(
+                _dense(grad_y, fmt).to(conv_dtype), r.to(conv_dtype), conv.weight.to(conv_dtype), None,
+                list(conv.stride), list(conv.padding), list(conv.dilation), False, [0, 0], conv.groups,
+                [True, True, False])
+            grad_xn = _relu_backward_(grad_r.to(prefix.dtype), r)
+            del grad_r, r, grad_y
+            grad_in, grad_bw, grad_bb = torch.ops.aten.native_batch_norm_backward(
+                grad_xn, prefix, bn.weight, bn.running_mean, bn.running_var, mean, invstd, stats.training,
+                bn.eps, [True, True, True])
+            del grad_xn, prefix
+            if acc is None:
+                acc = grad_in.add_(grad_full[:, :k])
+            else:
+                acc[:, :k].add_(grad_in)
+            del grad_in
+            grads.append((grad_w.to(conv.weight.dtype), grad_bw, grad_bb))
+        params = [t for trio in reversed(grads) for t in trio]
+        return (acc[:, :ctx.c0], None, None, *params)
+
+
+class _LayerStats:
+    """What :func:`_bn_relu_again` reads of one layer's forward pass: its BN mode and eps."""
+
+    def __init__(self, training: bool, eps: float):
+        self.training, self.eps = training, eps
 
 
 class Stem(nn.Sequential):
