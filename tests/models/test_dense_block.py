@@ -223,3 +223,35 @@ def test_auto_recomputes_only_large_maps(monkeypatch):
     assert cat_calls == [] and net.encoder.blocks[0].memory_efficient == "auto"
     with pytest.raises(ValueError, match="True, False or 'auto'"):
         set_memory_efficient(net, "yes")
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
+def test_bn_backward_reads_a_buffer_view_and_adds_into_the_accumulator(training, fmt):
+    """The block's BN backward against PyTorch's own (in float64), on a channel slice of a wider
+    buffer as the block passes it; the input gradient is added to what ``out`` held."""
+    from hrcam.models.hrcam.fcdensenet import _bn_backward_into
+
+    class Mode:
+        eps = 1e-5
+
+    Mode.training = training
+    g = torch.Generator().manual_seed(0)
+    k, n = 5, 9  # an odd batch: the per-channel dot runs in chunks of a few images
+    buf = (torch.randn(n, k + 3, 6, 7, generator=g, dtype=torch.float64) * 2 + 1).contiguous(memory_format=fmt)
+    x = buf[:, :k]
+    grad = torch.randn(n, k, 6, 7, generator=g, dtype=torch.float64).contiguous(memory_format=fmt)
+    weight = torch.rand(k, generator=g, dtype=torch.float64) + 0.5
+    mean, invstd = x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), unbiased=False).add(Mode.eps).rsqrt()
+    running_mean, running_var = torch.randn(k, generator=g, dtype=torch.float64), torch.rand(k, generator=g,
+                                                                                               dtype=torch.float64) + 0.5
+    start = torch.randn(n, k + 2, 6, 7, generator=g, dtype=torch.float64).contiguous(memory_format=fmt)
+    out = start.clone(memory_format=fmt)
+    grad_w, grad_b = _bn_backward_into(out[:, :k], grad, x, Mode, weight, mean, invstd, running_mean, running_var)
+    ref_x, ref_w, ref_b = torch.ops.aten.native_batch_norm_backward(
+        grad, x.contiguous(), weight, running_mean, running_var, mean if training else None,
+        invstd if training else None, training, Mode.eps, [True, True, True])
+    torch.testing.assert_close(out[:, :k], start[:, :k] + ref_x, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(out[:, k:], start[:, k:], rtol=0, atol=0)  # the channels after it untouched
+    torch.testing.assert_close(grad_w, ref_w, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(grad_b, ref_b, rtol=1e-9, atol=1e-9)

@@ -249,7 +249,10 @@ class _DenseBlockFn(torch.autograd.Function):
     the size of the output: layer i's output gradient is its channel slice, and the gradient of its
     input is added in place into the channels before it. So every map's gradient is summed where it
     lies, instead of autograd adding one fresh tensor per consumer (a block input has one consumer
-    per layer), and the BN → ReLU of each input is recomputed from the buffer."""
+    per layer), and the BN → ReLU of each input is recomputed from the buffer. The BN backward
+    (:func:`_bn_backward_into`) reads its input where it lies in the buffer and adds its gradient
+    straight into the accumulator: no dense copy of the input and no fresh input gradient, two
+    maps of the block's size less at the peak of the step (the decoder's S/2 block, at 224 px)."""
 
     @staticmethod
     def forward(ctx, x, layers, channels, *params):
@@ -275,8 +278,8 @@ class _DenseBlockFn(torch.autograd.Function):
         buf, *flat = ctx.saved_tensors
         fmt = torch.channels_last if _is_channels_last(buf) else torch.contiguous_format
         grad_full = grad_full.to(buf.dtype)
-        # ``acc``: the gradient of the buffer's first channels, summed so far. It is the last layer's
-        # input gradient (plus the output's own), our tensor to add into: no copy of ``grad_full``
+        # ``acc``: the gradient of the buffer's first channels, summed so far (a copy: the incoming
+        # gradient may be shared with other consumers, so it is never written to)
         acc, grads = None, []
         for i in reversed(range(len(ctx.layers))):
             bn, conv = ctx.layers[i][0], ctx.layers[i][2]
@@ -284,27 +287,67 @@ class _DenseBlockFn(torch.autograd.Function):
             k, g = bn.num_features, conv.out_channels
             conv_dtype = ctx.conv_dtypes[i]
             stats = _LayerStats(ctx.training[i], bn.eps)
-            prefix = _dense(buf[:, :k], fmt)
+            prefix = buf[:, :k]  # a strided view: read in place, never copied
             r = _bn_relu_again(prefix, stats, bn.weight, bn.bias, mean, invstd, bn.running_mean, bn.running_var)
             grad_y = (grad_full if acc is None else acc)[:, k:k + g]
             grad_r, grad_w, _ = torch.ops.aten.convolution_backward(
                 _dense(grad_y, fmt).to(conv_dtype), r.to(conv_dtype), conv.weight.to(conv_dtype), None,
                 list(conv.stride), list(conv.padding), list(conv.dilation), False, [0, 0], conv.groups,
                 [True, True, False])
-            grad_xn = _relu_backward_(grad_r.to(prefix.dtype), r)
+            grad_xn = _relu_backward_(grad_r.to(buf.dtype), r)
             del grad_r, r, grad_y
-            grad_in, grad_bw, grad_bb = torch.ops.aten.native_batch_norm_backward(
-                grad_xn, prefix, bn.weight, bn.running_mean, bn.running_var, mean, invstd, stats.training,
-                bn.eps, [True, True, True])
-            del grad_xn, prefix
             if acc is None:
-                acc = grad_in.add_(grad_full[:, :k])
-            else:
-                acc[:, :k].add_(grad_in)
-            del grad_in
+                acc = grad_full[:, :k].clone(memory_format=fmt)
+            grad_bw, grad_bb = _bn_backward_into(acc[:, :k], grad_xn, prefix, stats, bn.weight, mean, invstd,
+                                                 bn.running_mean, bn.running_var)
+            del grad_xn
             grads.append((grad_w.to(conv.weight.dtype), grad_bw, grad_bb))
         params = [t for trio in reversed(grads) for t in trio]
         return (acc[:, :ctx.c0], None, None, *params)
+
+
+#: images per chunk of :func:`_bn_backward_into`'s per-channel Σ g·x (bounds its temporary)
+_DOT_CHUNK = 4
+
+
+def _channel_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``Σ_{n,h,w} a·b`` per channel, in float32 or better, a few images at a time so that the
+    product's temporary stays small (``b`` may be a strided view)."""
+    acc_dtype = torch.promote_types(a.dtype, torch.float32)
+    out = torch.zeros(a.shape[1], dtype=acc_dtype, device=a.device)
+    for n in range(0, a.shape[0], _DOT_CHUNK):
+        out += (a[n:n + _DOT_CHUNK] * b[n:n + _DOT_CHUNK]).sum(dim=(0, 2, 3), dtype=acc_dtype)
+    return out
+
+
+def _bn_backward_into(out, grad, x, ctx, weight, mean, invstd, running_mean, running_var):
+    """Batch norm's backward pass, its input gradient *added* into ``out`` in place; returns
+    ``(grad_weight, grad_bias)``.
+
+    ``x`` is the BN input (a view of the block's buffer, read where it lies) and ``grad`` the
+    gradient of the BN output. With ``x̂ = (x − μ)·σ⁻¹``, ``Σ`` over the batch and pixels per
+    channel, ``M`` their number: ``∂w = Σ g·x̂ = σ⁻¹(Σ g·x − μ Σ g)``, ``∂b = Σ g`` and, in
+    training mode (batch statistics),
+    ``∂x = wσ⁻¹ (g − Σg/M − x̂ Σ g·x̂ / M) = α g + β x + γ`` with per-channel
+    ``α = wσ⁻¹``, ``β = −α σ⁻¹ ∂w/M``, ``γ = −α (Σg/M − μ σ⁻¹ ∂w/M)``; in eval mode (running
+    statistics) ``∂x = α g``. Three in-place passes over ``out``: no map-sized temporary, where
+    ``native_batch_norm_backward`` needs a dense copy of ``x`` and returns a fresh ``∂x``."""
+    if ctx.training:
+        m, s = mean.double(), invstd.double()
+    else:
+        m, s = running_mean.double(), torch.rsqrt(running_var.double() + ctx.eps)
+    sum_g = grad.sum(dim=(0, 2, 3), dtype=torch.promote_types(grad.dtype, torch.float32)).double()
+    grad_w = s * (_channel_dot(grad, x).double() - m * sum_g)
+    alpha = weight.double() * s
+    shape = (1, -1, 1, 1)
+    out.addcmul_(grad, alpha.to(out.dtype).view(shape))
+    if ctx.training:
+        count = grad.numel() // grad.shape[1]
+        beta = -alpha * s * grad_w / count
+        gamma = -alpha * (sum_g / count - m * s * grad_w / count)
+        out.addcmul_(x, beta.to(out.dtype).view(shape))
+        out.add_(gamma.to(out.dtype).view(shape))
+    return grad_w.to(weight.dtype), sum_g.to(weight.dtype)
 
 
 class _LayerStats:
