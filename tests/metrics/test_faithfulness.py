@@ -129,6 +129,27 @@ def test_deletion_of_a_black_object_needs_a_non_zero_baseline():
         F.deletion_insertion(model, x, m[None], baseline="blur")
 
 
+def test_inpaint_baseline_removes_a_black_object_and_its_outline():
+    model = RegionModel(q_region=False)
+    x = torch.ones(1, 3, 8, 8)
+    x[:, :, :4, :4] = 0.0  # R, the evidence of class 0, is black on a white image
+    m = torch.zeros(8, 8)
+    m[:4, :4] = 1.0  # the map marks exactly R (steps=4: 16 pixels per step)
+    dele, ins, _, _ = F.deletion_insertion_curves(model, x, m[None], classes=torch.tensor([0]), steps=4,
+                                                  baseline="inpaint")
+    tol = A * 3 / 255  # Telea on 8-bit data: a flat hole comes back within ±3 grey levels
+    # step 1: R is refilled from the white pixels around it, so no black silhouette is left
+    assert dele[0, 0] == pytest.approx(sig(-A * 0.5))
+    assert dele[0, 1] == pytest.approx(sig(A * 1.0 - A * 0.5), abs=tol)
+    # insertion step 1 keeps only R: the other 48 pixels are inpainted from R's black
+    assert ins[0, 1] == pytest.approx(sig(-A * 0.5), abs=tol)
+    # nothing kept to inpaint from: the image is black, as with the zero baseline
+    assert dele[0, -1] == pytest.approx(sig(-A * 0.5)) and ins[0, 0] == pytest.approx(sig(-A * 0.5))
+    assert ins[0, -1] == pytest.approx(dele[0, 0])
+    auc = F.deletion_insertion(model, x, m[None], classes=torch.tensor([0]), steps=4, baseline="inpaint")
+    assert auc["deletion_auc"] == pytest.approx(float(F.trapezoid_auc(dele[0])))
+
+
 def test_trapezoid():
     assert float(F.trapezoid_auc(torch.tensor([0.0, 1.0, 1.0]))) == pytest.approx(0.75)
 

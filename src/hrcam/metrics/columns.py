@@ -56,7 +56,7 @@ COLUMN_NOTES = {
     "ms_per_image": "explainer time per image (maps only), milliseconds",
     "AD@q / IC@q": "Average Drop (%, lower is better) / Increase in Confidence (%, higher) with the lowest q of the map zeroed",
     "masked_in/out, inpainted": "top-1/top-5 accuracy (fraction) and mean entropy (nats) of b·x, (1−b)·x, Telea-inpainted x; b = norm(map) ≥ 0.5",
-    "deletion_auc / insertion_auc": "AUC of p(class) as the top-ranked pixels are zeroed / inserted (20 steps; lower / higher is better)",
+    "deletion_auc / insertion_auc": "AUC of p(class) as the top-ranked pixels are removed / inserted (20 steps; removed = zeroed unless the run says otherwise; lower / higher is better)",
     "PxAP / best-threshold IoU / MaxBoxAccV2": "set-level, threshold-free (Choe et al., CVPR 2020): pixel average precision pooled over all images; mean mask IoU at the one threshold (0, 0.01, …, 0.99) best for the set; box accuracy from every component, best threshold per IoU 0.3/0.5/0.7, averaged",
     "localization": "pointing game (0 px and 15 px@224), energy pointing game, box accuracy and LE/OM (CAM and CASM box rules), mask IoU",
 }
