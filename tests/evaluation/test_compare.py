@@ -110,6 +110,27 @@ def test_ready_made_explainer_objects(fixed_method):
         compare_methods(model, x, methods=[obj, FixedMaps(model)])
 
 
+def test_removal_baseline_reaches_deletion_and_insertion(fixed_method):
+    from hrcam.metrics.faithfulness import deletion_insertion
+
+    model = RegionModel()
+    x = torch.ones(2, 3, 8, 8)
+    x[:, :, :4, :4] = 0.0  # R, the class-0 evidence, is black: zero fill cannot delete it
+    x[:, 0, 7, 7] = 0.0  # marker 0: both images get the map of R
+    r = torch.zeros(2, 8, 8)
+    r[:, :4, :4] = 1.0
+    seen = {}
+    for removal in ("zero", "inpaint"):
+        row = compare_methods(model, x, methods=fixed_method, removal=removal, batch_size=1, steps=4)[0]
+        want = deletion_insertion(model, x, r, steps=4, baseline=removal)  # class 1, the prediction
+        assert row["deletion_auc"] == pytest.approx(want["deletion_auc"]), removal
+        assert row["insertion_auc"] == pytest.approx(want["insertion_auc"]), removal
+        seen[removal] = row["deletion_auc"]
+    assert seen["inpaint"] < seen["zero"] - 0.1  # R inpainted from white: p(1) falls as R goes
+    with pytest.raises(ValueError, match="removal"):
+        compare_methods(model, x, methods=fixed_method, removal="blur")
+
+
 def test_bad_arguments(fixed_method):
     model = RegionModel()
     x = torch.ones(2, 3, 8, 8)

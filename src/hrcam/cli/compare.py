@@ -2,7 +2,7 @@
 on the same model and images, as one table (Markdown, JSON, CSV).
 
     hrcam compare --data_dir D --weights W --methods cam,hrcam,refined,gradcam,gradcampp,scorecam \
-                  [--limit N] [--batch_size B] [--out DIR]
+                  [--limit N] [--batch_size B] [--removal zero|mean|inpaint] [--out DIR]
 """
 from __future__ import annotations
 
@@ -41,6 +41,11 @@ def register(subparsers) -> None:
     p.add_argument("--batch_size", type=positive_int, default=32, help="images per batch (default: 32)")
     p.add_argument("--out", default=None, help="output folder (default: <weights folder>/compare)")
     p.add_argument("--device", default="auto", type=device_arg, help="cpu, cuda, cuda:1, ... (default: cuda when available, else cpu)")
+    p.add_argument("--removal", choices=("zero", "mean", "inpaint"), default="zero",
+                   help="what deletion/insertion AUC put in place of removed pixels: zero (black, RISE's "
+                        "baseline; default), mean (the image's mean colour) or inpaint (filled from the kept "
+                        "pixels around them, OpenCV Telea, so a removed object leaves no silhouette; "
+                        "slower: one inpainting per image and step)")
     p.add_argument("--gallery", type=int, default=8, metavar="N",
                    help="report.html shows the maps of the first N images, one column per method (default: 8; 0: none)")
     p.add_argument("--no_progress", action="store_true", help="hide progress bars")
@@ -108,7 +113,8 @@ def run(args) -> int:
     try:
         examples: dict = {}  # maps of the first images, for report.html's gallery
         rows = compare_methods(net, x, y, methods, gt, batch_size=args.batch_size, progress=not args.no_progress,
-                               examples=examples, examples_count=args.gallery, devices=args.devices)
+                               examples=examples, examples_count=args.gallery, devices=args.devices,
+                               removal=args.removal)
     except ValueError as err:
         raise UserError(str(err)) from None
     out = Path(args.out) if args.out else Path(args.weights).parent / "compare"
@@ -116,7 +122,8 @@ def run(args) -> int:
         out = Path(args.weights) / "compare"
     meta = {"weights": str(args.weights), "data_dir": str(args.data_dir), "split": args.split,
             "images": int(x.shape[0]), "skipped_files": int(skipped), "im_size": model.im_size,
-            "model_type": model.kind, "device": str(model.device), "ground_truth": gt is not None}
+            "model_type": model.kind, "device": str(model.device), "ground_truth": gt is not None,
+            "removal_baseline": args.removal}
     paths_out = write_table(rows, out, meta=meta)
     paths_out["html"] = write_html(rows, out, x, y, gt, examples, meta=meta,
                                    class_names=dataset_classes(args.data_dir))

@@ -104,6 +104,7 @@ def compare_methods(
     progress: bool = False,
     steps: int = 20,
     threshold: float = 0.5,
+    removal: str = "zero",
     examples: dict | None = None,
     examples_count: int = 8,
     devices: int = 1,
@@ -120,7 +121,9 @@ def compare_methods(
     "boxes": [N lists of [x0, y0, x1, y1]]}`` at the input resolution, or None (localization
     columns left out). ``explainer_kwargs``: ``{method: {kwarg: value}}`` for the factories.
     ``examples``: a dict to fill with the maps of the first ``examples_count`` images, for a
-    gallery: ``{"maps": {method: k×H×W array}, "pred": k predicted classes}``.
+    gallery: ``{"maps": {method: k×H×W array}, "pred": k predicted classes}``. ``removal``:
+    what deletion/insertion put in place of removed pixels (``zero``, ``mean`` or ``inpaint``,
+    :func:`hrcam.metrics.faithfulness.deletion_insertion`).
 
     ``devices``: CPU processes the batches are sharded over (:mod:`hrcam.evaluation.sharding`;
     method names only, built in every process). Every column but ``ms_per_image`` is the one of
@@ -145,8 +148,10 @@ def compare_methods(
     num_batches = len(batch_ranges(n, batch_size))
     world = min(devices, num_batches)
     kept_count = examples_count if examples is not None else 0
-    settings = {"batch_size": batch_size, "steps": steps, "threshold": threshold, "kept_count": kept_count,
-                "progress": progress}
+    if removal not in faith.REMOVAL_BASELINES:
+        raise ValueError(f"removal: expected one of {', '.join(faith.REMOVAL_BASELINES)}, got {removal!r}")
+    settings = {"batch_size": batch_size, "steps": steps, "threshold": threshold, "removal": removal,
+                "kept_count": kept_count, "progress": progress}
     if world > 1:
         given = [name for name, obj in specs if obj is not None]
         if given:
@@ -201,7 +206,7 @@ def _compare_shard(common: dict, part: dict, rank: int) -> dict:
     """One rank of a sharded comparison: ``{method: (records, set-level accumulator)}`` for its batches."""
     model = common["model"]
     model.eval()
-    settings = {k: common[k] for k in ("batch_size", "steps", "threshold", "kept_count")}
+    settings = {k: common[k] for k in ("batch_size", "steps", "threshold", "removal", "kept_count")}
     out = {}
     for name in common["methods"]:
         ctx = create(name, model, **common["explainer_kwargs"].get(name, {}))
@@ -228,7 +233,7 @@ def _method_specs(methods) -> list[tuple[str, Explainer | None]]:
 
 
 def _method_batches(model, name, ctx, x, labels, gt, batches, *, batch_size, progress, steps, threshold,
-                    kept_count: int = 0):
+                    removal: str = "zero", kept_count: int = 0):
     """Run one method on ``batches`` (global batch numbers) whose images are ``x``, in order.
 
     ``x`` (and ``labels``, ``gt``) hold exactly those batches' images, one after the other (all
@@ -264,7 +269,8 @@ def _method_batches(model, name, ctx, x, labels, gt, batches, *, batch_size, pro
             rec["reasons"] = reasons
             yb = labels[lo : lo + batch_size] if labels is not None else None
             rec["faith"] = faith.faithfulness(model, xb, exp.raw, labels=yb, classes=exp.targets.cpu(),
-                                              batch_size=batch_size, steps=steps, threshold=threshold)
+                                              batch_size=batch_size, steps=steps, threshold=threshold,
+                                              baseline=removal)
             if gt is not None:
                 valid = [i for i, r in enumerate(reasons) if r is None]
                 if valid:
