@@ -8,6 +8,7 @@ the pipeline's refined maps are scored the same way (the library code:
 :mod:`hrcam.workflows.pretrained_demo`, also behind ``hrcam demo run --extras pretrained``).
 
     python benchmarks/bench_pretrained_digits.py [--data DIR] [--train 500] [--test 200] [--steps 60]
+        [--objective faithfulness --anchor bilinear --no-augment --train_size 224]
 
 Prints one JSON object (accuracy and DESIGN §6 localization means per map kind).
 """
@@ -31,6 +32,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=60, help="decoder steps (0: skip the decoder)")
     ap.add_argument("--train_size", type=int, default=128, help="decoder training image size")
     ap.add_argument("--objective", default="consistency")
+    ap.add_argument("--anchor", default="none", choices=("none", "bilinear"),
+                    help="tie the decoder's cell means to the low-res maps (the FullModel localize recipe's anchor)")
+    ap.add_argument("--no-augment", dest="augment", action="store_false",
+                    help="train the decoder on the images as they are (default: the seed's flips and rotations)")
     ap.add_argument("--out", default=None, help="write the JSON here too")
     args = ap.parse_args()
 
@@ -42,7 +47,7 @@ def main() -> None:
         build_demo_dataset(data, size=args.size, train=args.train, test=args.test, seed=0, progress=False)
     net, info = fit_pretrained_digits(data, im_size=args.im_size, head_epochs=args.epochs,
                                       decoder_steps=args.steps, train_size=args.train_size,
-                                      objective=args.objective)
+                                      objective=args.objective, anchor=args.anchor, augment=args.augment)
     t0 = time.time()
     res = score_pretrained(net, data, args.im_size)
     result = {"data": str(data), "train": info["train_images"], "test": len(res.paths), "im_size": args.im_size,

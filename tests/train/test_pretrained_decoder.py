@@ -150,6 +150,43 @@ def test_decoder_trains_on_cpu_with_the_backbone_bit_identical(tmp_path):
                            net.eval().forward_maps(x, high=True).high_features)
 
 
+def test_anchored_decoder_keeps_the_cell_means_of_the_rank_r_low_maps_and_round_trips(tmp_path):
+    """``anchor='bilinear'``: whatever the decoder adds, each S/32 cell's mean of A_high stays
+    close to V_r·A (an unanchored decoder with the same weights drifts far from it)."""
+    from hrcam.models.registry import model_metadata
+    from hrcam.weights import save_weights
+
+    torch.manual_seed(0)
+    backbone = build_backbone("resnet18")
+    free, anchored = DecoderNet(backbone, rank=8, width=8), DecoderNet(backbone, rank=8, width=8, anchor="bilinear")
+    with torch.no_grad():  # a decoder that has learnt something large: random output weights
+        free.to_rank.weight.normal_(0, 5.0)
+        free.to_rank.bias.normal_(0, 5.0)
+    anchored.load_state_dict(free.state_dict())
+    x = torch.rand(2, 3, 128, 128)
+    with torch.no_grad():
+        a = backbone.features(x)
+        target = torch.einsum("rc,nchw->nrhw", free.head_v, a)  # V_r·A, 4×4 at 128 px
+        out_free = free.forward_maps(x, high=True)
+        out_anch = anchored.forward_maps(x, high=True)
+    assert torch.equal(out_free.logits, out_anch.logits)  # classification untouched
+
+    def gap(out):
+        pooled = F.avg_pool2d(out.high_features, 32)
+        return float((pooled - target).norm() / target.norm())
+
+    assert gap(out_anch) < 0.1 and gap(out_free) > 0.5  # measured: 0.05 and 1.3
+    assert not torch.allclose(out_anch.high_features, out_free.high_features)
+    with pytest.raises(ValueError, match="anchor"):
+        DecoderNet(backbone, rank=8, width=8, anchor="nearest")
+    path = tmp_path / "anchored.safetensors"
+    save_weights(path, anchored.state_dict(), model_metadata("decoder", anchored, 128))
+    loaded, info = load_network(path, expect=("decoder",))
+    assert info["arch"]["anchor"] == "bilinear" and loaded.anchor == "bilinear"
+    with torch.no_grad():
+        assert torch.equal(loaded.forward_maps(x, high=True).high_features, out_anch.high_features)
+
+
 def test_activation_memory_per_224px_image_is_under_50mb():
     net = DecoderNet(build_backbone("efficientnet_lite0"), rank=128)  # the default
     assert peak_activation_mb(net, torch.rand(1, 3, 224, 224)) <= 50

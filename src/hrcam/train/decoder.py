@@ -78,7 +78,8 @@ class DecoderModule(ChannelsLastFit, L.LightningModule):
 
     def __init__(self, net: DecoderNet | None = None, *, backbone: str = "efficientnet_lite0",
                  backbone_weights: str | None = None, num_classes: int | None = None, rank: int = 128,
-                 width: int = 32, objective: str = "reconstruction", consistency_weight: float = 1.0,
+                 width: int = 32, anchor: str = "none", objective: str = "reconstruction",
+                 consistency_weight: float = 1.0,
                  consistency_target: str = "low", lr: float = 1e-3, im_size: int = 224,
                  faithfulness: dict | None = None):
         super().__init__()
@@ -95,7 +96,7 @@ class DecoderModule(ChannelsLastFit, L.LightningModule):
         self.save_hyperparameters(ignore=["net"])
         if net is None:
             net = DecoderNet(build_backbone(backbone, backbone_weights=backbone_weights, num_classes=num_classes),
-                             rank=rank, width=width)
+                             rank=rank, width=width, anchor=anchor)
         self.net = net
         self.objective, self.consistency_weight = objective, float(consistency_weight)
         self.consistency_target, self.lr, self.im_size = consistency_target, float(lr), int(im_size)

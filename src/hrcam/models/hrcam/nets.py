@@ -14,33 +14,13 @@ from __future__ import annotations
 import copy
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from hrcam.data.animals import NUM_ANIMAL_CLASSES
+from hrcam.models.anchor import ANCHORS, anchor_to_low, check_anchor  # noqa: F401 (re-exported)
 from hrcam.models.base import CAMNetwork, MapOutputs
 from hrcam.models.hrcam.fcdensenet import DecoderStage, Encoder, FCDenseNetConfig, he_init, transition_up
 from hrcam.models.registry import register_model
-
-#: how A_high is tied to A_low: ``none`` (the seed's: the decoder output is A_high) or
-#: ``bilinear`` (the decoder's cell means are replaced by A_low's, see :func:`anchor_to_low`)
-ANCHORS = ("none", "bilinear")
-
-
-def anchor_to_low(a_high: torch.Tensor, a_low: torch.Tensor) -> torch.Tensor:
-    """``B + up(A_low − avgpool_s(B))``: the decoder output ``B`` with its cell means moved onto A_low.
-
-    ``s`` is the side ratio, ``up`` a bilinear ×s resize. Every class map inherits it by
-    linearity, ``high[c] = W[c]·B + up(low[c] − avgpool_s(W[c]·B))``: the decoder only decides how
-    each low-res cell's evidence is spread inside the cell (and smoothly across cell borders),
-    while the cell averages stay those of the classifier's own low-res CAM (exactly so for a
-    nearest ``up``; bilinear keeps them within the interpolation's smoothing and adds no blocks).
-    """
-    s = a_high.shape[-1] // a_low.shape[-1]
-    if s == 1:
-        return a_high
-    gap = a_low - F.avg_pool2d(a_high, s)
-    return a_high + F.interpolate(gap, size=a_high.shape[-2:], mode="bilinear", align_corners=False)
 
 
 class HalfNet(CAMNetwork):
@@ -95,8 +75,7 @@ class FullNet(CAMNetwork):
     def __init__(self, num_classes: int = NUM_ANIMAL_CLASSES, in_channels: int = 3,
                  upsampling: str = "transposed", anchor: str = "none", **arch):
         super().__init__()
-        if anchor not in ANCHORS:
-            raise ValueError(f"anchor must be one of {', '.join(ANCHORS)}, got {anchor!r}")
+        check_anchor(anchor)
         self.localization = HalfNet(num_classes, in_channels, **arch)
         self.upsampling, self.anchor = upsampling, anchor
         cfg = self.config

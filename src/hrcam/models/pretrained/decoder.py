@@ -22,7 +22,11 @@ two 3×3 conv + ReLU layers; the two finest steps (S/2, S) use ``width/2`` chann
     A_high = upsample_bilinear(V_r·A) + D
 
 so an untrained decoder already yields the (rank-r) low-res CAMs upsampled, and training adds
-detail. The reconstruction head (seed: autoencoder objective) is a 1×1 conv r → 3 on
+detail. With ``anchor='bilinear'`` (:func:`~hrcam.models.anchor.anchor_to_low`) the cell means of
+``A_high`` are moved onto ``V_r·A`` after every step of training too, not only at the start:
+``A_high = B + up(V_r·A − pool(B))``, so each class map keeps the classifier's own low-res
+evidence per cell and the decoder only spreads it inside the cell (the ``localize`` recipe's
+anchor of the FC-DenseNet FullModel). The reconstruction head (seed: autoencoder objective) is a 1×1 conv r → 3 on
 ``A_high`` (weights initialized to zero), so reconstructing the image forces ``A_high`` to carry
 its structure.
 
@@ -35,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hrcam.models.anchor import anchor_to_low, check_anchor
 from hrcam.models.base import CAMNetwork, MapOutputs
 from hrcam.models.pretrained.backbones import BackboneNet, build_backbone, freeze
 from hrcam.models.registry import register_model
@@ -101,10 +106,12 @@ class DecoderNet(CAMNetwork):
 
     has_high_res = True
 
-    def __init__(self, backbone: BackboneNet, rank: int = 128, width: int = 32, residual: bool = True):
+    def __init__(self, backbone: BackboneNet, rank: int = 128, width: int = 32, residual: bool = True,
+                 anchor: str = "none"):
         super().__init__()
         if width < 1:
             raise ValueError(f"width must be >= 1, got {width}")
+        self.anchor = check_anchor(anchor)
         self.backbone = freeze(backbone)
         self.rank = int(rank)
         self.width = int(width)
@@ -182,6 +189,8 @@ class DecoderNet(CAMNetwork):
             chunk = F.conv2d(h, self.to_rank.weight[part], self.to_rank.bias[part])
             if self.residual:
                 chunk = chunk + F.interpolate(projected[:, part], size=size, mode="bilinear", align_corners=False)
+            if self.anchor == "bilinear":
+                chunk = anchor_to_low(chunk, projected[:, part])
             out[:, part] = chunk
         return out
 
@@ -223,7 +232,7 @@ def peak_activation_mb(net: CAMNetwork, x: torch.Tensor, high: bool = True) -> f
 
 def _decoder_fields(net: DecoderNet, objective: str | None = None) -> dict:
     fields = {"backbone": net.backbone.name,
-              "arch": {"rank": net.rank, "width": net.width, "residual": net.residual},
+              "arch": {"rank": net.rank, "width": net.width, "residual": net.residual, "anchor": net.anchor},
               "class_names": list(net.class_names)}
     if objective:
         fields["objective"] = objective
@@ -236,4 +245,4 @@ def _build_decoder(meta: dict) -> DecoderNet:
     backbone = build_backbone(meta["backbone"], pretrained=False, num_classes=int(meta["num_classes"]),
                               class_names=meta.get("class_names"))
     return DecoderNet(backbone, rank=int(arch.get("rank", 128)), width=int(arch.get("width", 32)),
-                      residual=bool(arch.get("residual", True)))
+                      residual=bool(arch.get("residual", True)), anchor=str(arch.get("anchor", "none")))
