@@ -36,6 +36,12 @@ def main() -> None:
                     help="tie the decoder's cell means to the low-res maps (the FullModel localize recipe's anchor)")
     ap.add_argument("--no-augment", dest="augment", action="store_false",
                     help="train the decoder on the images as they are (default: the seed's flips and rotations)")
+    ap.add_argument("--limit", type=int, default=None, help="test images scored (spread over the classes; default all)")
+    ap.add_argument("--compare", type=int, default=0, metavar="N",
+                    help="also score the explainers on N test images with hrcam.evaluation.compare (PxAP, "
+                         "best IoU, deletion AUC, ...): hrcam and hrcam_guided on the decoder")
+    ap.add_argument("--baselines", action="store_true",
+                    help="with --compare: also cam, layercam and guided on the backbone alone")
     ap.add_argument("--out", default=None, help="write the JSON here too")
     args = ap.parse_args()
 
@@ -49,17 +55,35 @@ def main() -> None:
                                       decoder_steps=args.steps, train_size=args.train_size,
                                       objective=args.objective, anchor=args.anchor, augment=args.augment)
     t0 = time.time()
-    res = score_pretrained(net, data, args.im_size)
+    res = score_pretrained(net, data, args.im_size, limit=args.limit)
     result = {"data": str(data), "train": info["train_images"], "test": len(res.paths), "im_size": args.im_size,
               "head_fit": info["head_fit"], "seconds_head": info["seconds_head"], "decoder": info["decoder"],
               "accuracy": res.accuracy, "seconds_score": round(time.time() - t0, 1)}
     for kind in ("low", "high", "refined", "center"):
         if kind in res.summary:
             result[f"lite0_head_{kind}"] = res.summary[kind]
+    if args.compare:
+        result["compare"] = _compare(net, data, args.im_size, args.compare, args.baselines)
     text = json.dumps(result, indent=1)
     print(text)
     if args.out:
         Path(args.out).write_text(text)
+
+
+def _compare(net, data, im_size: int, limit: int, baselines: bool) -> dict:
+    """``{method: {pxap, best_iou, deletion_auc, insertion_auc}}`` on ``limit`` test images (predicted class)."""
+    from hrcam.data.splits import load_ground_truth_for, load_split
+    from hrcam.evaluation.compare import compare_methods
+
+    backbone = getattr(net, "backbone", net)
+    images, labels, paths, _ = load_split(data, "test", im_size, 3, limit, backbone.num_classes)
+    gt = load_ground_truth_for(data, "test", paths, im_size)
+    runs = [(backbone, ["cam", "layercam", "guided"])] if baselines else []
+    if net is not backbone:
+        runs.append((net, ["hrcam", "hrcam_guided"]))
+    keep = ("pxap", "best_iou", "deletion_auc", "insertion_auc", "ms_per_image")
+    return {row["method"]: {k: row[k] for k in keep} for model, methods in runs
+            for row in compare_methods(model, images, labels, methods, ground_truth=gt, batch_size=25)}
 
 
 if __name__ == "__main__":
