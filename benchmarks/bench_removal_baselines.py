@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+
+from _demo_inputs import add_demo_model_args, load_test_split, missing_inputs
 
 BASELINES = ("zero", "mean", "inpaint")
 EXPLAINERS = (("low-res CAM (bilinear)", "cam"), ("high-res CAM", "hrcam"),
@@ -35,32 +36,19 @@ EXPLAINERS = (("low-res CAM (bilinear)", "cam"), ("high-res CAM", "hrcam"),
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default="data/demo", help="dataset with exact masks (default: data/demo)")
-    p.add_argument("--weights", default="results/demo/full_faithfulness/last_weights.safetensors",
-                   help="FullModel weights (default: the demo's faithfulness decoder)")
-    p.add_argument("--test", type=int, default=200, help="test images scored (spread over the split)")
-    p.add_argument("--steps", type=int, default=20, help="deletion / insertion steps (default: 20)")
-    p.add_argument("--threads", type=int, default=2)
+    add_demo_model_args(p, "FullModel weights (default: the demo's faithfulness decoder)", test=200)
     a = p.parse_args(argv)
-    if not Path(a.weights).is_file() or not (Path(a.data) / "annotations.json").is_file():
-        print(f"skipped: needs FullModel weights and a dataset with masks ({a.weights}, {a.data}); "
-              "run `make demo` first or pass --weights and --data")
+    if (why := missing_inputs(a)) is not None:
+        print(why)
         return 0
-    torch.set_num_threads(a.threads)
     from scipy.ndimage import maximum_filter
 
-    from hrcam.data.splits import load_ground_truth_for, load_split
     from hrcam.explain.registry import create
     from hrcam.metrics.faithfulness import deletion_insertion
     from hrcam.metrics.localization import pxap
-    from hrcam.models.registry import load_network
     from hrcam.normalization import minmax_normalize
 
-    net, meta = load_network(a.weights)
-    net.eval()
-    size = int(meta.get("im_size", 64))
-    images, labels, paths, _ = load_split(a.data, "test", size, int(meta.get("in_channels", 3)), a.test, net.num_classes)
-    masks = np.asarray(load_ground_truth_for(a.data, "test", paths, size)["masks"]).astype(bool)
+    net, size, images, labels, masks = load_test_split(a)
     with torch.no_grad():
         pred = net(images).argmax(1)
     maps: dict[str, torch.Tensor] = {}

@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
+
+from _demo_inputs import add_demo_model_args, load_test_split, missing_inputs
 
 PAD_MODES = ("replicate", "reflect", "circular", "constant")
 
@@ -57,32 +57,21 @@ def interleaved(low_map, x: torch.Tensor, s: int, k: int, pad: str) -> torch.Ten
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default="data/demo", help="dataset with exact masks (default: data/demo)")
-    p.add_argument("--weights", default="results/demo/full_faithfulness/last_weights.safetensors",
-                   help="HalfModel or FullModel weights (default: the demo FullModel, whose low-res CAM is its HalfModel's)")
-    p.add_argument("--test", type=int, default=300, help="test images scored (spread over the split)")
+    add_demo_model_args(p, "HalfModel or FullModel weights (default: the demo FullModel, whose low-res CAM is "
+                           "its HalfModel's)", test=300)
     p.add_argument("--k", type=int, nargs="+", default=[2, 4], help="shifts per cell side (default: 2 4)")
     p.add_argument("--pad", choices=PAD_MODES, default="replicate", help="what the shift brings in at the edges")
-    p.add_argument("--steps", type=int, default=20, help="deletion steps (default: 20)")
-    p.add_argument("--threads", type=int, default=2)
     a = p.parse_args(argv)
-    if not Path(a.weights).is_file() or not (Path(a.data) / "annotations.json").is_file():
-        print(f"skipped: needs weights and a dataset with masks ({a.weights}, {a.data}); "
-              "run `make demo` first or pass --weights and --data")
+    if (why := missing_inputs(a)) is not None:
+        print(why)
         return 0
-    torch.set_num_threads(a.threads)
-    from hrcam.data.splits import load_ground_truth_for, load_split
     from hrcam.metrics.faithfulness import deletion_insertion
     from hrcam.metrics.localization import best_threshold_iou, pxap
     from hrcam.models.base import class_maps
-    from hrcam.models.registry import load_network
     from hrcam.normalization import minmax_normalize
 
-    net, meta = load_network(a.weights)
-    net.eval()
-    size = int(meta.get("im_size", 64))
-    images, labels, paths, _ = load_split(a.data, "test", size, int(meta.get("in_channels", 3)), a.test, net.num_classes)
-    masks = torch.as_tensor(np.asarray(load_ground_truth_for(a.data, "test", paths, size)["masks"])).float()
+    net, size, images, labels, gt = load_test_split(a)
+    masks = torch.as_tensor(gt).float()
     with torch.no_grad():
         out = net.forward_maps(images, high=False)
         pred = out.logits.argmax(1)
