@@ -106,8 +106,7 @@ def main(argv=None) -> int:
     rows = {}
     for label, m in {**maps, **oracle}.items():
         m = minmax_normalize(m.float())
-        row = {"pxap": float(pxap(m.numpy(), masks.numpy() > 0.5)),
-               "iou": best_threshold_iou(m.numpy(), masks.numpy() > 0.5).value}
+        row = {"pxap": float(pxap(m.numpy(), gt)), "iou": best_threshold_iou(m.numpy(), gt).value}
         if label in maps:
             row["deletion"] = deletion_insertion(net, images, m, classes=pred, steps=a.steps)["deletion_auc"]
         rows[label] = row
