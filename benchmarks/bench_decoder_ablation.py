@@ -39,6 +39,8 @@ ROWS = {
     "localize": ("(b) faithfulness, resize-conv, anchored, 3 epochs (localize preset)", {"preset": "localize"}, 3),
     "localize_black": ("(b) faithfulness with a black fill of hidden pixels, resize-conv, anchored, 3 epochs",
                        {"preset": "localize", "faithfulness": {"fill": "zero"}}, 3),
+    "localize_blur": ("(b) faithfulness with a blurred image as the fill of hidden pixels, resize-conv, anchored, 3 epochs",
+                      {"preset": "localize", "faithfulness": {"fill": "blur"}}, 3),
     "localize_2ep": ("(b) faithfulness, resize-conv, anchored, 2 epochs", {"preset": "localize"}, 2),
     "localize_noanchor": ("(b) faithfulness + consistency term, resize-conv, no anchor, 3 epochs",
                           {"preset": "localize", "anchor": "none"}, 3),
@@ -47,7 +49,7 @@ ROWS = {
 }
 
 
-def _train(name: str, data_dir: Path, half: Path, out: Path, force: bool) -> tuple[Path, float]:
+def _train(name: str, data_dir: Path, half: Path, out: Path, force: bool, seed: int = 0) -> tuple[Path, float]:
     from hrcam.train.recipes import FolderData, RunSettings, train_full
 
     weights = out / name / "last_weights.safetensors"
@@ -57,10 +59,10 @@ def _train(name: str, data_dir: Path, half: Path, out: Path, force: bool) -> tup
     data = FolderData(data_dir, im_size=64, batch_size=16, augment=False, val_split=None)
     # a run interrupted after its last checkpoint resumes (and only exports); --force starts over
     resume = not force and (out / name / "checkpoints" / "last.ckpt").is_file()
-    run = RunSettings(name, epochs=epochs, results_root=out, logs_root=out / "logs", progress=False, seed=0,
+    run = RunSettings(name, epochs=epochs, results_root=out, logs_root=out / "logs", progress=False, seed=seed,
                       resume=resume, overwrite=force)
     t0 = time.perf_counter()
-    train_full(data, run, half, init_seed=0, **kwargs)
+    train_full(data, run, half, init_seed=seed, **kwargs)
     return weights, time.perf_counter() - t0
 
 
@@ -118,6 +120,8 @@ def main(argv=None) -> int:
     p.add_argument("--rows", default=",".join(ROWS), help="comma list of: " + ", ".join(ROWS))
     p.add_argument("--test", type=int, default=300, help="test images scored (spread over the split)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the decoders' initialization, data order and fills (use a new --out per seed)")
     p.add_argument("--force", action="store_true", help="retrain rows found in --out")
     p.add_argument("--train-only", action="store_true", help="train the rows, score nothing")
     a = p.parse_args(argv)
@@ -134,7 +138,7 @@ def main(argv=None) -> int:
     trained = {}
     for name in rows:
         print(f"training {name}: {ROWS[name][0]}", flush=True)
-        trained[name] = _train(name, Path(a.data), Path(a.half), out, a.force)
+        trained[name] = _train(name, Path(a.data), Path(a.half), out, a.force, a.seed)
     if a.train_only:
         return 0
     from hrcam.data.splits import load_ground_truth_for, load_split

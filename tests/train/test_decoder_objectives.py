@@ -14,7 +14,14 @@ from hrcam.metrics.artifacts import CHECKERBOARD_MAX_SHARE, high_frequency_share
 from hrcam.models.hrcam.nets import FullNet, HalfNet, anchor_to_low
 from hrcam.models.registry import get_model, model_metadata
 from hrcam.train.modules import FullModule, HalfModule
-from hrcam.train.objectives import FaithfulnessWeights, edge_aware_tv, faithfulness_terms, mask_fill, minmax_maps
+from hrcam.train.objectives import (
+    FaithfulnessWeights,
+    blurred,
+    edge_aware_tv,
+    faithfulness_terms,
+    mask_fill,
+    minmax_maps,
+)
 
 ARCH = {"init_filters": 8, "growth_rate": 4, "layers_per_block": 1, "num_blocks": 2}
 
@@ -162,9 +169,33 @@ def test_mask_fill_is_one_random_colour_per_image_or_black():
     assert 0 <= float(u.min()) and float(u.max()) <= 1 and not torch.equal(u[0], u[1])
     assert torch.equal(mask_fill(images, "zero"), torch.zeros(4, 3, 1, 1))
     with pytest.raises(ValueError, match="fill"):
-        mask_fill(images, "blur")
+        mask_fill(images, "grey")
     with pytest.raises(ValueError, match="fill"):
         FaithfulnessWeights(fill="grey")
+
+
+def test_blur_fill_is_the_image_under_a_gaussian_of_a_tenth_of_the_side():
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(2, 3, 64, 64, generator=g)
+    u = mask_fill(images, "blur")
+    assert u.shape == images.shape and not u.requires_grad
+    # a blur keeps each channel's mean (reflect border) and removes the pixel noise
+    assert torch.allclose(u.mean(dim=(2, 3)), images.mean(dim=(2, 3)), atol=0.02)
+    assert float(u.std()) < 0.2 * float(images.std())
+    # a constant image stays itself; an impulse spreads to a Gaussian of σ = side·10/224
+    flat = torch.full((1, 1, 64, 64), 0.4)
+    assert torch.allclose(blurred(flat), flat, atol=1e-6)
+    impulse = torch.zeros(1, 1, 64, 64)
+    impulse[..., 32, 32] = 1.0
+    row = blurred(impulse)[0, 0, 32]
+    sigma = 64 * 10 / 224
+    d = torch.arange(64, dtype=torch.float32) - 32
+    spread = float((row * d ** 2).sum() / row.sum()) ** 0.5
+    assert spread == pytest.approx(sigma, rel=0.1)
+    # tiny images still work (the kernel shrinks below the side) and the gradient stops at the fill
+    tiny = torch.rand(1, 3, 5, 7, requires_grad=True)
+    assert mask_fill(tiny, "blur").shape == (1, 3, 5, 7)
+    assert mask_fill(tiny, "blur").grad_fn is None
 
 
 def test_black_fill_cannot_delete_a_dark_object_and_a_random_fill_can():

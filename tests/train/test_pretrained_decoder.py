@@ -333,3 +333,16 @@ def test_demo_photos_is_reachable_from_the_hrcam_command():
     args = build_parser().parse_args(["demo", "photos", "--out", "x", "--animals", "--steps", "3"])
     assert args.animals and args.steps == 3 and args.out == "x"
     assert args.func.__name__ == "run_demo_photos"
+
+
+def test_cli_mask_fill_choices_are_the_objectives_fills():
+    from hrcam.cli import build_parser
+    from hrcam.train.objectives import FILLS
+
+    parser = build_parser()
+    for command in (["train", "full", "--data_dir", "d", "--results_name", "r", "--half_weight_dir", "h"],
+                    ["train", "decoder", "--data_dir", "d", "--results_name", "r"]):
+        for fill in FILLS:
+            assert parser.parse_args([*command, "--mask_fill", fill]).mask_fill == fill
+        with pytest.raises(SystemExit):
+            parser.parse_args([*command, "--mask_fill", "grey"])

@@ -125,10 +125,11 @@ def register(subparsers) -> None:
 
 def add_mask_fill(parser) -> None:
     """``--mask_fill``: the fill of hidden pixels in the ``faithfulness`` masking game (full and decoder)."""
-    parser.add_argument("--mask_fill", choices=("random", "zero"), default="random",
+    parser.add_argument("--mask_fill", choices=("random", "zero", "blur"), default="random",
                         help="'faithfulness': what replaces the hidden pixels when the classifier is shown the "
-                             "masked image: one random colour per image and step, or black (L-CAM-Img's; "
-                             "dark objects then cannot be deleted) (default: random)")
+                             "masked image: one random colour per image and step, black (L-CAM-Img's; "
+                             "dark objects then cannot be deleted), or the image under a strong Gaussian blur "
+                             "(Fong & Vedaldi's meaningful perturbation) (default: random)")
 
 
 _FULL_EPILOG = """

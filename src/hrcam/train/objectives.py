@@ -17,7 +17,12 @@ uniform random colour per image, drawn anew at every step, one of Dabkowski & Ga
 alternatives: a fixed fill carries information. With a black fill (``'zero'``, the
 masking of L-CAM-Img) a dark object cannot be deleted at all (its pixels are already the fill),
 and the outline of a dark object on a lighter background is enough to keep it. The decoder
-then learns to mark stroke *edges*. The README's decoder ablation measures both fills.
+then learns to mark stroke *edges*. With ``'blur'`` the hidden pixels show the image itself under
+a strong Gaussian blur (σ = 10/224 of the shorter side), Fong & Vedaldi's "meaningful
+perturbation" ("Interpretable Explanations of Black Boxes by Meaningful Perturbation", ICCV
+2017): it removes the object's detail but keeps the scene's colours, so neither the fill's colour
+nor the mask's outline tells the classifier anything. The README's decoder ablation measures the
+three fills.
 
 ``f`` is the frozen HR-CAM classifier itself, so the map explains *this* classifier. The masking
 game is Dabkowski & Gal's ("Real Time Image Saliency for Black Box Classifiers", NeurIPS 2017)
@@ -28,16 +33,21 @@ low-res CAM, so the decoder learns only where inside a cell the evidence lies.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["FaithfulnessWeights", "FILLS", "minmax_maps", "edge_aware_tv", "concave_area", "mask_fill",
+__all__ = ["FaithfulnessWeights", "FILLS", "minmax_maps", "edge_aware_tv", "concave_area", "blurred", "mask_fill",
            "faithfulness_terms"]
 
 #: what replaces the hidden pixels in the masking game (see the module docstring)
-FILLS = ("random", "zero")
+FILLS = ("random", "zero", "blur")
+
+#: Gaussian σ of the ``'blur'`` fill, as a fraction of the image's shorter side (10 px at 224 px, the
+#: blur of Fong & Vedaldi's "meaningful perturbations")
+BLUR_SIGMA = 10 / 224
 
 
 @dataclass(frozen=True)
@@ -87,13 +97,37 @@ def concave_area(masks: torch.Tensor, power: float = 0.3, offset: float = 5e-4) 
     return (masks + offset).pow(power).mean()
 
 
+def blurred(images: torch.Tensor, sigma_fraction: float = BLUR_SIGMA) -> torch.Tensor:
+    """N×C×H×W images under a Gaussian blur of σ = ``sigma_fraction`` × the shorter side.
+
+    Separable (a row pass, then a column pass; 2·(2r+1) taps a pixel instead of (2r+1)²), radius
+    r = ⌈3σ⌉ clipped to side − 1, reflect border.
+    """
+    n, c, h, w = images.shape
+    sigma = sigma_fraction * min(h, w)
+    radius = min(math.ceil(3 * sigma), min(h, w) - 1)  # reflect padding needs pad < side
+    if sigma <= 0 or radius < 1:
+        return images.clone()
+    taps = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
+    kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    flat = images.reshape(n * c, 1, h, w)
+    flat = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="reflect"), kernel.view(1, 1, 1, -1))
+    flat = F.conv2d(F.pad(flat, (0, 0, radius, radius), mode="reflect"), kernel.view(1, 1, -1, 1))
+    return flat.reshape(n, c, h, w)
+
+
 def mask_fill(images: torch.Tensor, fill: str = "random") -> torch.Tensor:
-    """The N×C×1×1 fill of the hidden pixels: a uniform random colour per image, or black.
+    """The fill of the hidden pixels: N×C×1×1 (a uniform random colour per image, or black), or
+    N×C×H×W for ``'blur'`` (the image itself under a strong Gaussian blur, :func:`blurred`).
 
     ``'random'`` draws from torch's global generator, which the trainers seed, so seeded runs repeat.
     """
     if fill not in FILLS:
         raise ValueError(f"fill must be one of {', '.join(FILLS)}, got {fill!r}")
+    if fill == "blur":
+        with torch.no_grad():
+            return blurred(images)
     shape = (images.shape[0], images.shape[1], 1, 1)
     if fill == "zero":
         return images.new_zeros(shape)
