@@ -41,6 +41,8 @@ ROWS = {
                        {"preset": "localize", "faithfulness": {"fill": "zero"}}, 3),
     "localize_blur": ("(b) faithfulness with a blurred image as the fill of hidden pixels, resize-conv, anchored, 3 epochs",
                       {"preset": "localize", "faithfulness": {"fill": "blur"}}, 3),
+    "localize_lowscale": ("(b) faithfulness with the mask in the low-res CAM's units, resize-conv, anchored, 3 epochs",
+                          {"preset": "localize", "faithfulness": {"scale": "low"}}, 3),
     "localize_2ep": ("(b) faithfulness, resize-conv, anchored, 2 epochs", {"preset": "localize"}, 2),
     "localize_noanchor": ("(b) faithfulness + consistency term, resize-conv, no anchor, 3 epochs",
                           {"preset": "localize", "anchor": "none"}, 3),

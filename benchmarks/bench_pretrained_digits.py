@@ -36,6 +36,8 @@ def main() -> None:
                     help="tie the decoder's cell means to the low-res maps (the FullModel localize recipe's anchor)")
     ap.add_argument("--no-augment", dest="augment", action="store_false",
                     help="train the decoder on the images as they are (default: the seed's flips and rotations)")
+    ap.add_argument("--fill", default="random", help="faithfulness: fill of hidden pixels (random, zero, blur)")
+    ap.add_argument("--scale", default="low", help="faithfulness: map-to-mask scaling (minmax, low; default low)")
     ap.add_argument("--limit", type=int, default=None, help="test images scored (spread over the classes; default all)")
     ap.add_argument("--compare", type=int, default=0, metavar="N",
                     help="also score the explainers on N test images with hrcam.evaluation.compare (PxAP, "
@@ -53,7 +55,8 @@ def main() -> None:
         build_demo_dataset(data, size=args.size, train=args.train, test=args.test, seed=0, progress=False)
     net, info = fit_pretrained_digits(data, im_size=args.im_size, head_epochs=args.epochs,
                                       decoder_steps=args.steps, train_size=args.train_size,
-                                      objective=args.objective, anchor=args.anchor, augment=args.augment)
+                                      objective=args.objective, anchor=args.anchor, augment=args.augment,
+                                      faithfulness={"fill": args.fill, "scale": args.scale})
     t0 = time.time()
     res = score_pretrained(net, data, args.im_size, limit=args.limit)
     result = {"data": str(data), "train": info["train_images"], "test": len(res.paths), "im_size": args.im_size,

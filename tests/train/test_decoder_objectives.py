@@ -19,6 +19,7 @@ from hrcam.train.objectives import (
     blurred,
     edge_aware_tv,
     faithfulness_terms,
+    low_scaled_maps,
     mask_fill,
     minmax_maps,
 )
@@ -220,3 +221,45 @@ def test_black_fill_cannot_delete_a_dark_object_and_a_random_fill_can():
     q = F.softmax(_MeanColour()(filled), dim=1)[0, 0]
     assert torch.allclose(rand["delete"], -torch.log(1 - q), atol=1e-6)
     assert not torch.allclose(rand["delete"], black["delete"])
+
+
+def test_low_scaled_mask_is_in_the_low_res_units_and_ignores_an_outlier():
+    low = torch.tensor([[[2.0, 4.0], [6.0, 10.0]]])  # range 2 .. 10
+    maps = torch.tensor([[[2.0, 6.0, 10.0, 14.0]]]).expand(1, 4, 4).clone()
+    scaled = low_scaled_maps(maps, low)
+    assert torch.allclose(scaled[0, 0], torch.tensor([0.0, 0.5, 1.0, 1.5]), atol=1e-5)  # not clipped
+    spiked = maps.clone()
+    spiked[0, 0, 0] = -1000.0
+    # min-max: one far outlier squeezes every other pixel to ≈ 1; the low-res units do not move
+    assert float(minmax_maps(spiked)[0, 1:].min()) > 0.98
+    assert torch.equal(low_scaled_maps(spiked, low)[0, 1:], scaled[0, 1:])
+    with pytest.raises(ValueError, match="scale"):
+        FaithfulnessWeights(scale="max")
+
+
+def test_an_outlier_pixel_games_the_minmax_mask_but_not_the_low_scaled_one():
+    # the map marks the object (left half); a copy adds one far-negative pixel in a corner
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 8, 8, generator=g)
+    honest = torch.zeros(2, 8, 8)
+    honest[:, :, :4] = 1.0
+    spiked = honest.clone()
+    spiked[:, 0, 7] = -100.0
+    low = torch.tensor([[0.0, 1.0]]).expand(2, 2, 2).contiguous().transpose(1, 2)  # 2×2 cells: 0 .. 1
+    labels = torch.tensor([0, 1])
+
+    def terms(maps, scale):
+        torch.manual_seed(0)
+        return faithfulness_terms(_MeanColour(), x, maps, labels, FaithfulnessWeights(scale=scale), low_maps=low)
+
+    # min-max: the outlier turns the mask on everywhere, so the area grows and the TV shrinks
+    mm_honest, mm_spiked = terms(honest, "minmax"), terms(spiked, "minmax")
+    assert float(mm_spiked["area"]) > 1.5 * float(mm_honest["area"])
+    assert float(mm_spiked["tv"]) < float(mm_honest["tv"])
+    # low-res units: the mask elsewhere is unchanged (same area up to the one pixel) and the
+    # outlier's jump is paid in TV
+    lo_honest, lo_spiked = terms(honest, "low"), terms(spiked, "low")
+    assert float(lo_spiked["area"]) == pytest.approx(float(lo_honest["area"]), abs=0.05)
+    assert float(lo_spiked["tv"]) > 10 * float(lo_honest["tv"])
+    with pytest.raises(ValueError, match="low_maps"):
+        faithfulness_terms(_MeanColour(), x, honest, labels, FaithfulnessWeights(scale="low"))

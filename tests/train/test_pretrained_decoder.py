@@ -205,9 +205,14 @@ def test_cli_train_decoder_help_and_run(tmp_path, monkeypatch, capsys):
     args = ["train", "decoder", "--backbone", "resnet18", "--data_dir", str(tmp_path / "imgs"),
             "--results_name", "d", "--results_root", str(tmp_path / "r"), "--logs_root", str(tmp_path / "l"),
             "--rank", "4", "--width", "8", "--im_size", "64", "--batch_size", "2", "--epochs", "1",
-            "--max_steps", "1", "--objective", "reconstruction", "--no_progress", "--accelerator", "cpu"]
+            "--max_steps", "1", "--objective", "reconstruction", "--no_progress", "--accelerator", "cpu",
+            "--anchor", "bilinear"]
     assert main(args) == 0
-    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["best"].endswith("best_weights.safetensors")
+    best = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["best"]
+    assert best.endswith("best_weights.safetensors")
+    from hrcam.api.pretrained import load_decoder_model
+
+    assert load_decoder_model(best).net.anchor == "bilinear"  # the anchor is saved with the weights
     bad = list(args)
     bad[bad.index("--rank") + 1] = "600"  # more than resnet18's 512 channels
     assert main(bad) == 2
@@ -252,10 +257,13 @@ def test_faithfulness_steps_lower_the_loss_and_move_the_predicted_class_map():
         maps0 = class_maps(net.high_weight, net.forward_maps(x, high=True).high_features, pred)
     assert set(first) == {"consistency", "keep", "delete", "area", "tv", "loss"}  # no reconstruction term
     # the keep term is the cross-entropy of the *predicted* class on the [0, 1] image masked by the
-    # min-max normalized high-res map of that class, hidden pixels filled with one random colour
-    # per image (the backbone normalizes after the masking)
-    m = (maps0 - maps0.amin(dim=(1, 2), keepdim=True)) / (maps0.amax(dim=(1, 2), keepdim=True)
-                                                           - maps0.amin(dim=(1, 2), keepdim=True) + 1e-6)
+    # high-res map of that class in the units of its low-res CAM (0 at the CAM's minimum, 1 at its
+    # maximum, clipped), hidden pixels filled with one random colour per image (the backbone
+    # normalizes after the masking)
+    with torch.no_grad():
+        low = torch.einsum("nc,nchw->nhw", net.backbone.head.weight[pred], net.backbone.features(x))
+    lo, hi = low.amin(dim=(1, 2), keepdim=True), low.amax(dim=(1, 2), keepdim=True)
+    m = ((maps0 - lo) / (hi - lo + 1e-6)).clamp(0, 1)
     m = m[:, None]
     torch.manual_seed(1)
     u = mask_fill(x, "random")
@@ -335,9 +343,10 @@ def test_demo_photos_is_reachable_from_the_hrcam_command():
     assert args.func.__name__ == "run_demo_photos"
 
 
-def test_cli_mask_fill_choices_are_the_objectives_fills():
+def test_cli_masking_game_choices_are_the_objectives():
     from hrcam.cli import build_parser
-    from hrcam.train.objectives import FILLS
+    from hrcam.cli.train import masking_game
+    from hrcam.train.objectives import FILLS, SCALES
 
     parser = build_parser()
     for command in (["train", "full", "--data_dir", "d", "--results_name", "r", "--half_weight_dir", "h"],
@@ -346,3 +355,37 @@ def test_cli_mask_fill_choices_are_the_objectives_fills():
             assert parser.parse_args([*command, "--mask_fill", fill]).mask_fill == fill
         with pytest.raises(SystemExit):
             parser.parse_args([*command, "--mask_fill", "grey"])
+        for scale in SCALES:
+            args = parser.parse_args([*command, "--mask_scale", scale])
+            assert masking_game(args, "minmax") == {"fill": "random", "scale": scale}
+        with pytest.raises(SystemExit):
+            parser.parse_args([*command, "--mask_scale", "max"])
+        assert masking_game(parser.parse_args(command), "low")["scale"] == "low"
+
+
+def test_pretrained_faithfulness_masks_in_low_res_units_by_default_and_anchor_flag_reaches_the_net(small_net):
+    from hrcam.cli import build_parser
+    from hrcam.train.decoder import DecoderModule
+
+    net = small_net
+    assert DecoderModule(net, objective="faithfulness").weights.scale == "low"
+    assert DecoderModule(net, objective="faithfulness", faithfulness={"scale": "minmax"}).weights.scale == "minmax"
+    # the FullModel's default stays min-max (its demo numbers were measured with it)
+    from hrcam.train.objectives import FaithfulnessWeights
+
+    assert FaithfulnessWeights().scale == "minmax"
+    parser = build_parser()
+    base = ["train", "decoder", "--data_dir", "d", "--results_name", "r"]
+    assert parser.parse_args([*base, "--anchor", "bilinear"]).anchor == "bilinear"
+    assert parser.parse_args(base).anchor == "none"
+    assert parser.parse_args(["demo", "photos", "--anchor", "none"]).anchor == "none"
+
+
+def test_photo_demo_cli_defaults_are_the_workflows():
+    import inspect
+
+    from hrcam.cli.pretrained import PHOTO_DEMO
+    from hrcam.workflows.photos import run_photo_demo
+
+    params = inspect.signature(run_photo_demo).parameters
+    assert PHOTO_DEMO == {k: params[k].default for k in PHOTO_DEMO}

@@ -19,12 +19,15 @@ from hrcam.cli.common import (
     positive_int,
     seed_arg,
 )
-from hrcam.cli.train import add_mask_fill
+from hrcam.cli.train import add_masking_game, masking_game
 from hrcam.errors import UserError
 
 #: hrcam.train.decoder.OBJECTIVES, spelled out so that building the parser imports no Lightning
 DECODER_OBJECTIVES = ("reconstruction", "consistency", "faithfulness")
 
+#: the defaults of 'hrcam demo photos' (those of hrcam.workflows.photos.run_photo_demo, spelled out so
+#: that parsing imports no torch; a test keeps them equal)
+PHOTO_DEMO = {"steps": 300, "objective": "faithfulness", "anchor": "bilinear"}
 #: where 'hrcam demo run' keeps the digits demo data (used by 'hrcam demo photos' when present)
 DEFAULT_DEMO_DATA = "data/demo"
 
@@ -74,7 +77,11 @@ def register_train(train_subparsers) -> None:
     p.add_argument("--objective", choices=DECODER_OBJECTIVES, default="consistency",
                    help="decoder objective (default: consistency)")
     p.add_argument("--consistency_weight", type=nonneg_float, default=1.0, help="λ (default: 1.0)")
-    add_mask_fill(p)
+    add_masking_game(p)
+    p.add_argument("--anchor", choices=("none", "bilinear"), default="none",
+                   help="'bilinear': every S/32 cell of the high-res map keeps the mean of the low-res map "
+                        "(A_high = B + up(V_r·A − avgpool(B))), so the decoder only moves evidence inside a "
+                        "cell (default: none)")
     p.add_argument("--consistency_target", choices=("low", "rank"), default="low",
                    help="compare with the true low-res CAMs or their rank-r part (same gradient; default: low)")
     p.add_argument("--rank", type=positive_int, default=128,
@@ -125,13 +132,13 @@ def run_train_decoder(args) -> int:
     torch.manual_seed(args.seed)  # random backbone and decoder weights come from the seed, too
     backbone = _backbone(args)
     try:
-        net = DecoderNet(backbone, rank=args.rank, width=args.width)
+        net = DecoderNet(backbone, rank=args.rank, width=args.width, anchor=args.anchor)
     except ValueError as err:
         raise UserError(str(err)) from None
     module = DecoderModule(net, backbone=args.backbone, objective=args.objective,
                            consistency_weight=args.consistency_weight,
                            consistency_target=args.consistency_target, lr=args.lr, im_size=args.im_size,
-                           rank=args.rank, width=args.width, faithfulness={"fill": args.mask_fill})
+                           rank=args.rank, width=args.width, faithfulness=masking_game(args, "low"))
     out = fit(module, dm, args.results_name, epochs=args.epochs, results_root=args.results_root,
               logs_root=args.logs_root, monitor="train_loss", mode="min", resume=args.resume,
               overwrite=args.overwrite,
@@ -154,13 +161,19 @@ def register_demo(demo_subparsers) -> None:
     p.add_argument("--out", default="results/demo_photos", metavar="DIR", help="output folder (default: results/demo_photos)")
     p.add_argument("--animals", action="store_true",
                    help="the seed's Animals view: predictions and maps restricted to the first 398 ImageNet classes")
-    p.add_argument("--steps", type=positive_int, default=80, help="decoder training steps (default: 80)")
+    p.add_argument("--steps", type=positive_int, default=PHOTO_DEMO["steps"],
+                   help=f"decoder training steps (default: {PHOTO_DEMO['steps']})")
     p.add_argument("--im_size", type=positive_int, default=224, help="image size of the maps (default: 224)")
     p.add_argument("--train_size", type=positive_int, default=128,
                    help="image size the decoder trains at (fully convolutional; smaller is faster; default: 128)")
     p.add_argument("--rank", type=positive_int, default=128, help="rank of the head factorization (default: 128)")
-    p.add_argument("--objective", choices=DECODER_OBJECTIVES, default="consistency",
-                   help="decoder objective (default: consistency)")
+    p.add_argument("--objective", choices=DECODER_OBJECTIVES, default=PHOTO_DEMO["objective"],
+                   help=f"decoder objective (default: {PHOTO_DEMO['objective']}, the FullModel's localize recipe "
+                        "with the mask in the low-res CAM's units)")
+    p.add_argument("--anchor", choices=("none", "bilinear"), default=PHOTO_DEMO["anchor"],
+                   help="'bilinear': every S/32 cell of the high-res map keeps the mean of the low-res map "
+                        "(A_high = B + up(V_r·A − avgpool(B))), so the decoder only moves evidence inside a "
+                        f"cell (default: {PHOTO_DEMO['anchor']})")
     p.add_argument("--extra_dir", default=None, metavar="DIR",
                    help=f"more training images for the decoder (default: {DEFAULT_DEMO_DATA}/train when present, "
                         "the digits demo data of 'hrcam demo run')")
@@ -181,7 +194,8 @@ def run_demo_photos(args) -> int:
     try:
         out = run_photo_demo(args.out, animals=args.animals, steps=args.steps, im_size=args.im_size,
                              train_size=args.train_size,
-                             rank=args.rank, objective=args.objective, extra_dir=extra, seed=args.seed)
+                             rank=args.rank, objective=args.objective, anchor=args.anchor, extra_dir=extra,
+                             seed=args.seed)
     except ImportError as err:
         raise UserError(str(err)) from None
     print(json.dumps({k: str(v) for k, v in out.items()}))

@@ -116,20 +116,33 @@ def register(subparsers) -> None:
     full.add_argument("--consistency_weight", type=nonneg_float, default=1.0,
                       help="λ of the consistency term ('consistency', or 'faithfulness' without an anchor) "
                            "(default: 1.0)")
-    add_mask_fill(full)
+    add_masking_game(full)
     full.set_defaults(func=run_full)
 
     for name in TRAIN_MODULES:
         importlib.import_module(name).register_train(sub)
 
 
-def add_mask_fill(parser) -> None:
-    """``--mask_fill``: the fill of hidden pixels in the ``faithfulness`` masking game (full and decoder)."""
+def add_masking_game(parser) -> None:
+    """``--mask_fill`` and ``--mask_scale``: the ``faithfulness`` masking game's options (full and decoder).
+
+    The choices are :data:`hrcam.train.objectives.FILLS` and ``SCALES``, spelled out here so that
+    parsing imports no torch (a test keeps them equal)."""
     parser.add_argument("--mask_fill", choices=("random", "zero", "blur"), default="random",
                         help="'faithfulness': what replaces the hidden pixels when the classifier is shown the "
                              "masked image: one random colour per image and step, black (L-CAM-Img's; "
                              "dark objects then cannot be deleted), or the image under a strong Gaussian blur "
                              "(Fong & Vedaldi's meaningful perturbation) (default: random)")
+    parser.add_argument("--mask_scale", choices=("minmax", "low"), default=None,
+                        help="'faithfulness': how the class map becomes the mask: per-map min-max, or in the "
+                             "units of the classifier's low-res CAM (0 at its minimum, 1 at its maximum, "
+                             "clipped), which one outlier pixel cannot game (default: minmax for 'train full', "
+                             "low for 'train decoder')")
+
+
+def masking_game(args, default_scale: str) -> dict:
+    """The ``faithfulness`` options given by :func:`add_masking_game`'s flags."""
+    return {"fill": args.mask_fill, "scale": args.mask_scale or default_scale}
 
 
 _FULL_EPILOG = """
@@ -176,4 +189,4 @@ def run_full(args) -> int:
     return _finish(train_full(*_settings(args), args.half_weight_dir, arch=_arch(args), preset=args.preset,
                               objective=args.objective, upsampling=args.upsampling, anchor=args.anchor,
                               optimizer=args.optimizer, consistency_weight=args.consistency_weight, lr=args.lr,
-                              num_classes=args.num_classes, faithfulness={"fill": args.mask_fill}))
+                              num_classes=args.num_classes, faithfulness=masking_game(args, "minmax")))

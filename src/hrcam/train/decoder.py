@@ -16,12 +16,15 @@ Objectives (labels are never used, so unlabelled images are enough):
   it the honest number to log; ``'rank'`` can reach zero.
 - ``faithfulness`` (issue 11, as for the FullModel in :mod:`hrcam.train.objectives`): the class to
   explain is the frozen classifier's *predicted* class ``ĉ = argmax f(x)`` (no labels needed, no
-  gradient through the argmax); its high-res map ``high[ĉ] = U_r[ĉ]·A_high``, min-max normalized
-  to ``m``, plays the keep/delete masking game on the frozen backbone (``f(m ⊙ x)`` keeps ``ĉ``,
+  gradient through the argmax); its high-res map ``high[ĉ] = U_r[ĉ]·A_high``, put in the units of
+  the low-res CAM ``W[ĉ]·A`` (0 at its minimum, 1 at its maximum, clipped: ``scale='low'``, the
+  default here; with ``'minmax'`` the decoder learns to push one corner pixel hundreds of units
+  down so that the min-max mask is ≈ 1 everywhere) to give ``m``, plays the keep/delete masking game on the frozen backbone (``f(m ⊙ x)`` keeps ``ĉ``,
   ``f((1 − m) ⊙ x)`` loses it; masking in [0, 1] image space, the backbone normalizes with the
   ImageNet statistics after it) with the concave area and edge-aware smoothness terms, plus
-  ``λ`` · the consistency term above (the decoder is not anchored: its residual start ties
-  ``A_high`` to the upsampled low-res maps only at initialization). No reconstruction term.
+  ``λ`` · the consistency term above (unless anchored, ``DecoderNet(anchor='bilinear')``, the
+  residual start ties ``A_high`` to the upsampled low-res maps only at initialization). No
+  reconstruction term.
 
 The backbone is frozen (no gradients, batch norms in eval mode); only the decoder and the
 reconstruction head train, with Adam.
@@ -73,7 +76,7 @@ class DecoderModule(ChannelsLastFit, L.LightningModule):
     """Lightning module for :class:`DecoderNet` (the runner's ``fit`` exports ``self.net``).
 
     ``faithfulness`` takes the :class:`~hrcam.train.objectives.FaithfulnessWeights` fields as a
-    dict (default: their defaults); it is used by ``objective='faithfulness'`` only.
+    dict (default: their defaults, except ``scale="low"``); it is used by ``objective="faithfulness"`` only.
     """
 
     def __init__(self, net: DecoderNet | None = None, *, backbone: str = "efficientnet_lite0",
@@ -92,7 +95,9 @@ class DecoderModule(ChannelsLastFit, L.LightningModule):
             raise ValueError(f"consistency_weight must be >= 0, got {consistency_weight}")
         if not lr > 0:
             raise ValueError(f"lr must be > 0, got {lr}")
-        weights = FaithfulnessWeights(**(faithfulness or {}))
+        # the mask in the low-res CAM's units by default: a frozen backbone's decoder games the
+        # min-max mask with one outlier pixel (hrcam.train.objectives.faithfulness_terms)
+        weights = FaithfulnessWeights(**{"scale": "low", **(faithfulness or {})})
         self.save_hyperparameters(ignore=["net"])
         if net is None:
             net = DecoderNet(build_backbone(backbone, backbone_weights=backbone_weights, num_classes=num_classes),
@@ -127,7 +132,8 @@ class DecoderModule(ChannelsLastFit, L.LightningModule):
         if self.objective == "faithfulness":
             pred = out.logits.detach().argmax(dim=1)  # the class the frozen classifier predicts
             maps = torch.einsum("nr,nrhw->nhw", self.net.head_u[pred], out.high_features)
-            terms = faithfulness_terms(self.net.backbone, x, maps, pred, self.weights)
+            low = torch.einsum("nc,nchw->nhw", self.net.low_weight[pred], out.low_features)
+            terms = faithfulness_terms(self.net.backbone, x, maps, pred, self.weights, low_maps=low)
             losses.update(terms)
             total = total + sum(terms.values())
         losses["loss"] = total

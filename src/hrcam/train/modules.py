@@ -178,7 +178,8 @@ class FullModule(_Base):
             weights = self.weights
             if self.objective == "smoothness":  # the edge-aware term alone
                 weights = dataclasses.replace(weights, keep=0.0, delete=0.0, area=0.0)
-            terms.update(faithfulness_terms(self.net.localization, x, maps, y, weights))
+            low = torch.einsum("nk,nkhw->nhw", self.net.low_weight[y], a_low)
+            terms.update(faithfulness_terms(self.net.localization, x, maps, y, weights, low_maps=low))
         return logits, sum(terms.values()), terms
 
     def training_step(self, batch, _idx):

@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-__all__ = ["FaithfulnessWeights", "FILLS", "minmax_maps", "edge_aware_tv", "concave_area", "blurred", "mask_fill",
+__all__ = ["FaithfulnessWeights", "FILLS", "SCALES", "minmax_maps", "low_scaled_maps", "edge_aware_tv", "concave_area", "blurred", "mask_fill",
            "faithfulness_terms"]
 
 #: what replaces the hidden pixels in the masking game (see the module docstring)
@@ -48,6 +48,9 @@ FILLS = ("random", "zero", "blur")
 #: Gaussian σ of the ``'blur'`` fill, as a fraction of the image's shorter side (10 px at 224 px, the
 #: blur of Fong & Vedaldi's "meaningful perturbations")
 BLUR_SIGMA = 10 / 224
+
+#: how the class map becomes the mask ``m`` of the masking game (see :func:`faithfulness_terms`)
+SCALES = ("minmax", "low")
 
 
 @dataclass(frozen=True)
@@ -62,12 +65,16 @@ class FaithfulnessWeights:
     sigma: float = 0.1
     #: the fill of hidden pixels: one of :data:`FILLS`
     fill: str = "random"
+    #: the map → mask scaling: one of :data:`SCALES`
+    scale: str = "minmax"
 
     def __post_init__(self):
         if self.fill not in FILLS:
             raise ValueError(f"faithfulness fill must be one of {', '.join(FILLS)}, got {self.fill!r}")
+        if self.scale not in SCALES:
+            raise ValueError(f"faithfulness scale must be one of {', '.join(SCALES)}, got {self.scale!r}")
         for name, value in asdict(self).items():
-            if name == "fill":
+            if name in ("fill", "scale"):
                 continue
             if not (isinstance(value, (int, float)) and value >= 0 and value == value):
                 raise ValueError(f"faithfulness weight {name} must be a number >= 0, got {value!r}")
@@ -79,6 +86,16 @@ def minmax_maps(maps: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """Differentiable per-map min-max normalization of N×H×W maps (``eps`` keeps constant maps finite)."""
     lo = maps.amin(dim=(1, 2), keepdim=True)
     hi = maps.amax(dim=(1, 2), keepdim=True)
+    return (maps - lo) / (hi - lo + eps)
+
+
+def low_scaled_maps(maps: torch.Tensor, low_maps: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """N×H×W ``maps`` in the units of the classifier's own low-res CAMs (N×h×w, no gradient):
+    0 at each low-res map's minimum, 1 at its maximum. Not clipped; the range comes from the
+    low-res map alone, so no pixel of ``maps`` can change the scale of the others."""
+    low = low_maps.detach()
+    lo = low.amin(dim=(1, 2), keepdim=True)
+    hi = low.amax(dim=(1, 2), keepdim=True)
     return (maps - lo) / (hi - lo + eps)
 
 
@@ -135,8 +152,16 @@ def mask_fill(images: torch.Tensor, fill: str = "random") -> torch.Tensor:
 
 
 def faithfulness_terms(classifier, images: torch.Tensor, class_maps: torch.Tensor, labels: torch.Tensor,
-                       weights: FaithfulnessWeights) -> dict[str, torch.Tensor]:
+                       weights: FaithfulnessWeights, low_maps: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """The weighted terms of the ``faithfulness`` objective (see the module docstring).
+
+    The mask: with ``weights.scale == 'minmax'`` it is the per-map min-max of the class map, and
+    the TV term is taken on it. With ``'low'`` it is the map in the low-res CAM's units
+    (:func:`low_scaled_maps`) clipped to [0, 1], and the TV term is taken before the clipping. A
+    min-max mask can be gamed: one pixel pushed far below the rest makes every other pixel ≈ 1,
+    which keeps the class under ``keep``, hides the image under ``delete`` and flattens the TV.
+    A frozen pretrained backbone's decoder learns exactly that (the README's pretrained section);
+    in the low-res units such an outlier moves no other pixel and costs its jump in TV.
 
     Args:
         classifier: the frozen network giving logits (gradients flow through it to the maps).
@@ -144,11 +169,21 @@ def faithfulness_terms(classifier, images: torch.Tensor, class_maps: torch.Tenso
         class_maps: N×H×W high-res CAMs of the labelled classes.
         labels: N class indices.
         weights: the terms' weights.
+        low_maps: N×h×w low-res CAMs of the same classes (needed for ``scale='low'``).
 
     Returns:
         ``{"keep", "delete", "area", "tv"}``, each already multiplied by its weight.
+
+    Raises:
+        ValueError: ``scale='low'`` without ``low_maps``.
     """
-    m = minmax_maps(class_maps)
+    if weights.scale == "low":
+        if low_maps is None:
+            raise ValueError("faithfulness scale 'low' needs the low-res CAMs (low_maps)")
+        smooth = low_scaled_maps(class_maps, low_maps)
+        m = smooth.clamp(0, 1)
+    else:
+        m = smooth = minmax_maps(class_maps)
     terms: dict[str, torch.Tensor] = {}
     mask = m[:, None]
     if weights.keep or weights.delete:
@@ -161,5 +196,5 @@ def faithfulness_terms(classifier, images: torch.Tensor, class_maps: torch.Tenso
     if weights.area:
         terms["area"] = weights.area * concave_area(m)
     if weights.tv:
-        terms["tv"] = weights.tv * edge_aware_tv(m, images, weights.sigma)
+        terms["tv"] = weights.tv * edge_aware_tv(smooth, images, weights.sigma)
     return terms

@@ -84,14 +84,15 @@ def _refine(images: np.ndarray, lows: np.ndarray, highs: np.ndarray):
     return refined_maps(images, lows, highs)
 
 
-def run_photo_demo(out_dir, *, animals: bool = False, steps: int = 80, im_size: int = 224, train_size: int = 128,
-                   rank: int = 128,
-                   objective: str = "consistency", extra_dir=None, names=PHOTOS, batch_size: int = 4,
-                   seed: int = 0, progress: bool = True) -> dict[str, Path]:
+def run_photo_demo(out_dir, *, animals: bool = False, steps: int = 300, im_size: int = 224, train_size: int = 128,
+                   rank: int = 128, objective: str = "faithfulness", anchor: str = "bilinear", extra_dir=None,
+                   names=PHOTOS, batch_size: int = 4, seed: int = 0, progress: bool = True) -> dict[str, Path]:
     """Run the photo demo; returns the paths of the figure, the HTML page and the JSON summary.
 
     The decoder is fully convolutional: it trains on ``train_size`` crops (cheaper on a CPU) and
-    the maps are computed at ``im_size``.
+    the maps are computed at ``im_size``. The default decoder is the FullModel's ``localize``
+    recipe (``faithfulness``, bilinear anchor) with the mask in the low-res CAM's units (the
+    pretrained decoder's default, :class:`~hrcam.train.decoder.DecoderModule`).
     """
     import json
 
@@ -108,7 +109,7 @@ def run_photo_demo(out_dir, *, animals: bool = False, steps: int = 80, im_size: 
     backbone = build_backbone("efficientnet_lite0")
     if animals:
         backbone = backbone.with_classes(range(ANIMAL_CLASSES))
-    net = DecoderNet(backbone, rank=min(rank, backbone.num_classes))
+    net = DecoderNet(backbone, rank=min(rank, backbone.num_classes), anchor=anchor)
 
     from hrcam.data.transforms import seed_augmentation
 
@@ -173,7 +174,7 @@ def run_photo_demo(out_dir, *, animals: bool = False, steps: int = 80, im_size: 
     figure = out_dir / "photos.png"
     fig.savefig(figure, dpi=90)
 
-    info = {"view": view, "objective": objective, "rank": net.rank, "steps": steps,
+    info = {"view": view, "objective": objective, "anchor": anchor, "rank": net.rank, "steps": steps,
             "train_size": min(train_size, im_size), "loss_first_last": loss_summary(history),
             "rank_energy": energy, "decoder_detail": detail,
             "refined": refined is not None, "photos": summary}

@@ -56,13 +56,15 @@ def fit_pretrained_digits(data_dir, *, backbone: str = "efficientnet_lite0", im_
                           head_epochs: int = 100, decoder_steps: int = 100, train_size: int = 128,
                           decoder_batch: int = 8, objective: str = "consistency",
                           train_limit: int | None = None, rank: int | None = None, anchor: str = "none",
-                          augment: bool = True, seed: int = 0, progress: bool = False) -> tuple[torch.nn.Module, dict]:
+                          augment: bool = True, faithfulness: dict | None = None, seed: int = 0,
+                          progress: bool = False) -> tuple[torch.nn.Module, dict]:
     """Fit the linear head of the frozen ``backbone`` on ``data_dir/train`` (``train_limit`` images
     spread over the split, None = all), then train the decoder for ``decoder_steps`` steps
     (0 = no decoder: the returned network has only low-res maps). ``anchor`` is the decoder's
     (:class:`DecoderNet`); ``augment`` applies the seed's augmentation to the decoder's training
     images (its flips and ±180° rotations turn many digits into images the head misclassifies,
-    which matters for the ``faithfulness`` objective, whose class is the predicted one).
+    which matters for the ``faithfulness`` objective, whose class is the predicted one);
+    ``faithfulness`` holds that objective's options (:class:`~hrcam.train.objectives.FaithfulnessWeights`).
 
     Returns ``(network, info)``: the :class:`DecoderNet` (or the :class:`BackboneNet` when
     ``decoder_steps == 0``) and ``{"head_fit", "train_images", "seconds_head", "decoder"}``.
@@ -94,10 +96,11 @@ def fit_pretrained_digits(data_dir, *, backbone: str = "efficientnet_lite0", im_
     hist = train_decoder_steps(dec, ImageListDataset(items, train_size, seed_augmentation() if augment else None),
                                decoder_steps,
                                batch_size=decoder_batch, objective=objective, seed=seed, progress=progress,
-                               **demo_decoder_options(objective))
+                               faithfulness=faithfulness, **demo_decoder_options(objective))
     x0 = torch.stack([ImageListDataset(items[:32], im_size)[i][0] for i in range(min(32, len(items)))])
     info["decoder"] = {"steps": decoder_steps, "objective": objective, "train_size": train_size,
                        "rank": dec.rank, "anchor": anchor, "augment": bool(augment),
+                       "faithfulness": dict(faithfulness or {}),
                        "loss_first_last": loss_summary(hist),
                        "detail": decoder_detail(dec, x0), "seconds": round(time.perf_counter() - t1, 2)}
     return dec, info
