@@ -207,7 +207,7 @@ def test_black_fill_cannot_delete_a_dark_object_and_a_random_fill_can():
     square = torch.zeros(1, 8, 8)
     square[:, 2:6, 2:6] = 1.0
     labels = torch.tensor([0])
-    only_delete = dict(keep=0.0, area=0.0, tv=0.0)
+    only_delete = dict(keep=0.0, area=0.0, tv=0.0, scale="minmax")  # the square is the mask as it is
     black = faithfulness_terms(_MeanColour(), x, square, labels, FaithfulnessWeights(fill="zero", **only_delete))
     # black fill: deleting the (already black) square changes no pixel, so the loss is the
     # one of the untouched image

@@ -356,24 +356,25 @@ def test_cli_masking_game_choices_are_the_objectives():
         with pytest.raises(SystemExit):
             parser.parse_args([*command, "--mask_fill", "grey"])
         for scale in SCALES:
-            args = parser.parse_args([*command, "--mask_scale", scale])
-            assert masking_game(args, "minmax") == {"fill": "random", "scale": scale}
+            args = parser.parse_args([*command, "--mask_scale", scale, "--mask_fill", "zero"])
+            assert masking_game(args) == {"fill": "zero", "scale": scale}
         with pytest.raises(SystemExit):
             parser.parse_args([*command, "--mask_scale", "max"])
-        assert masking_game(parser.parse_args(command), "low")["scale"] == "low"
+        assert masking_game(parser.parse_args(command)) == {}  # the trainer's own defaults
 
 
-def test_pretrained_faithfulness_masks_in_low_res_units_by_default_and_anchor_flag_reaches_the_net(small_net):
+def test_faithfulness_defaults_and_the_anchor_flag_reaches_the_net(small_net):
     from hrcam.cli import build_parser
     from hrcam.train.decoder import DecoderModule
 
     net = small_net
-    assert DecoderModule(net, objective="faithfulness").weights.scale == "low"
+    weights = DecoderModule(net, objective="faithfulness").weights
+    assert (weights.scale, weights.fill) == ("low", "random")  # the pretrained path's measured game
     assert DecoderModule(net, objective="faithfulness", faithfulness={"scale": "minmax"}).weights.scale == "minmax"
-    # the FullModel's default stays min-max (its demo numbers were measured with it)
+    # the FullModel's localize recipe: the low-res mask and the blurred fill (README ablation)
     from hrcam.train.objectives import FaithfulnessWeights
 
-    assert FaithfulnessWeights().scale == "minmax"
+    assert (FaithfulnessWeights().scale, FaithfulnessWeights().fill) == ("low", "blur")
     parser = build_parser()
     base = ["train", "decoder", "--data_dir", "d", "--results_name", "r"]
     assert parser.parse_args([*base, "--anchor", "bilinear"]).anchor == "bilinear"

@@ -138,7 +138,7 @@ def run_train_decoder(args) -> int:
     module = DecoderModule(net, backbone=args.backbone, objective=args.objective,
                            consistency_weight=args.consistency_weight,
                            consistency_target=args.consistency_target, lr=args.lr, im_size=args.im_size,
-                           rank=args.rank, width=args.width, faithfulness=masking_game(args, "low"))
+                           rank=args.rank, width=args.width, faithfulness=masking_game(args))
     out = fit(module, dm, args.results_name, epochs=args.epochs, results_root=args.results_root,
               logs_root=args.logs_root, monitor="train_loss", mode="min", resume=args.resume,
               overwrite=args.overwrite,

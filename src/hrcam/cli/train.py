@@ -128,21 +128,23 @@ def add_masking_game(parser) -> None:
 
     The choices are :data:`hrcam.train.objectives.FILLS` and ``SCALES``, spelled out here so that
     parsing imports no torch (a test keeps them equal)."""
-    parser.add_argument("--mask_fill", choices=("random", "zero", "blur"), default="random",
+    parser.add_argument("--mask_fill", choices=("random", "zero", "blur"), default=None,
                         help="'faithfulness': what replaces the hidden pixels when the classifier is shown the "
                              "masked image: one random colour per image and step, black (L-CAM-Img's; "
                              "dark objects then cannot be deleted), or the image under a strong Gaussian blur "
-                             "(Fong & Vedaldi's meaningful perturbation) (default: random)")
+                             "(Fong & Vedaldi's meaningful perturbation) (default: blur for 'train full', "
+                             "random for 'train decoder')")
     parser.add_argument("--mask_scale", choices=("minmax", "low"), default=None,
                         help="'faithfulness': how the class map becomes the mask: per-map min-max, or in the "
                              "units of the classifier's low-res CAM (0 at its minimum, 1 at its maximum, "
-                             "clipped), which one outlier pixel cannot game (default: minmax for 'train full', "
-                             "low for 'train decoder')")
+                             "clipped), which one outlier pixel cannot game (default: low)")
 
 
-def masking_game(args, default_scale: str) -> dict:
-    """The ``faithfulness`` options given by :func:`add_masking_game`'s flags."""
-    return {"fill": args.mask_fill, "scale": args.mask_scale or default_scale}
+def masking_game(args) -> dict:
+    """The ``faithfulness`` options given by :func:`add_masking_game`'s flags (the rest stay the
+    trainer's defaults)."""
+    given = {"fill": args.mask_fill, "scale": args.mask_scale}
+    return {k: v for k, v in given.items() if v is not None}
 
 
 _FULL_EPILOG = """
@@ -189,4 +191,4 @@ def run_full(args) -> int:
     return _finish(train_full(*_settings(args), args.half_weight_dir, arch=_arch(args), preset=args.preset,
                               objective=args.objective, upsampling=args.upsampling, anchor=args.anchor,
                               optimizer=args.optimizer, consistency_weight=args.consistency_weight, lr=args.lr,
-                              num_classes=args.num_classes, faithfulness=masking_game(args, "minmax")))
+                              num_classes=args.num_classes, faithfulness=masking_game(args)))

@@ -76,7 +76,7 @@ class DecoderModule(ChannelsLastFit, L.LightningModule):
     """Lightning module for :class:`DecoderNet` (the runner's ``fit`` exports ``self.net``).
 
     ``faithfulness`` takes the :class:`~hrcam.train.objectives.FaithfulnessWeights` fields as a
-    dict (default: their defaults, except ``scale="low"``); it is used by ``objective="faithfulness"`` only.
+    dict (default: their defaults, except ``fill="random"``); it is used by ``objective="faithfulness"`` only.
     """
 
     def __init__(self, net: DecoderNet | None = None, *, backbone: str = "efficientnet_lite0",
@@ -95,9 +95,8 @@ class DecoderModule(ChannelsLastFit, L.LightningModule):
             raise ValueError(f"consistency_weight must be >= 0, got {consistency_weight}")
         if not lr > 0:
             raise ValueError(f"lr must be > 0, got {lr}")
-        # the mask in the low-res CAM's units by default: a frozen backbone's decoder games the
-        # min-max mask with one outlier pixel (hrcam.train.objectives.faithfulness_terms)
-        weights = FaithfulnessWeights(**{"scale": "low", **(faithfulness or {})})
+        # the random fill: the one measured on this path with the low-res mask (README, pretrained)
+        weights = FaithfulnessWeights(**{"fill": "random", **(faithfulness or {})})
         self.save_hyperparameters(ignore=["net"])
         if net is None:
             net = DecoderNet(build_backbone(backbone, backbone_weights=backbone_weights, num_classes=num_classes),
