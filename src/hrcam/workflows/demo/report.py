@@ -7,6 +7,16 @@ from hrcam.metrics.columns import SUMMARY_LOCALIZATION, label_pairs
 from hrcam.workflows.demo.config import DemoConfig
 from hrcam.workflows.demo.maps_table import headline_table
 
+
+def _masking_game(objective: str) -> str:
+    """``", mask low, fill blur"`` for the objectives that play the masking game, else ``""``."""
+    if objective != "faithfulness":
+        return ""
+    from hrcam.train.objectives import FaithfulnessWeights
+
+    w = FaithfulnessWeights()
+    return f", mask {w.scale}, fill {w.fill}"
+
 #: ``(key, label)`` of the localization columns in the report (declared in :mod:`hrcam.metrics.columns`)
 METRIC_COLUMNS = label_pairs(SUMMARY_LOCALIZATION)
 
@@ -94,7 +104,7 @@ def _write_report(out: Path, cfg: DemoConfig, metrics: dict, classification: dic
          f"{cfg.half_epochs} HalfModel epochs (+{cfg.half_settle_epochs} at batch "
          f"{cfg.batch_size * cfg.settle_batch_factor}), FullModel decoders "
          + ", ".join(f"'{o}' ({cfg.epochs_of(o)} epochs, {cfg.recipe_of(o)['upsampling']} upsampling, "
-                     f"anchor {cfg.recipe_of(o)['anchor']})" for o in cfg.objectives)
+                     f"anchor {cfg.recipe_of(o)['anchor']}{_masking_game(o)})" for o in cfg.objectives)
          + f" (plain rows use '{metrics['primary_objective']}'), "
          "augmentation off, last-epoch weights."),
         headline_table(metrics["threshold_free"]),
